@@ -1,0 +1,93 @@
+"""`LSTMClassifier`: embedding -> (bi)LSTM -> pooling -> optional dense -> one logit."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def left_align(tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Move real tokens (id != 0) to the front of each row, keeping their order.
+
+    Makes pre- and post-padded batches identical, so the LSTM never reads padding
+    before a real token. Returns (tokens (B, T), lengths (B,)).
+    """
+    real = tokens != 0
+    lengths = real.sum(1)
+    if bool(real[:, 0].all()) or not bool((lengths < tokens.shape[1]).any()):
+        return tokens, lengths  # already post-padded (or unpadded): skip the sort
+    order = torch.argsort((~real).to(torch.int8), dim=1, stable=True)  # (B, T)
+    return tokens.gather(1, order), lengths
+
+
+def reverse_within(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Reverse the first `lengths[b]` steps of each row of x (B, T, D); padding stays put."""
+    steps = torch.arange(x.shape[1], device=x.device)  # (T,)
+    idx = lengths[:, None] - 1 - steps  # (B, T)
+    idx = torch.where(idx >= 0, idx, steps)
+    return x.gather(1, idx[:, :, None].expand_as(x))
+
+
+class LSTMClassifier(nn.Module):
+    """A padding-invariant (bi)LSTM: the same review gives the same logit however padded.
+
+    Padded steps are never read before real ones (the backward direction runs on
+    each sequence reversed within its length), and pooling masks them, so no
+    `pack_padded_sequence` is needed (it makes CPU training several times slower).
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        embed_dim: int = 128,
+        hidden_dim: int = 128,
+        num_layers: int = 1,
+        bidirectional: bool = False,
+        dropout: float = 0.0,
+        pooling: str = "last",
+        dense_dim: int | None = None,
+    ) -> None:
+        super().__init__()
+        if pooling not in ("last", "max", "mean"):
+            raise ValueError(f"pooling={pooling} is not allowed: use last, max or mean")
+        self.pooling, self.bidirectional = pooling, bidirectional
+        self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
+        sizes = [embed_dim] + [hidden_dim * (2 if bidirectional else 1)] * (num_layers - 1)
+        self.forward_layers = nn.ModuleList(nn.LSTM(s, hidden_dim, batch_first=True) for s in sizes)
+        self.backward_layers = nn.ModuleList(
+            nn.LSTM(s, hidden_dim, batch_first=True) for s in (sizes if bidirectional else [])
+        )
+        self.dropout = nn.Dropout(dropout)
+        features = hidden_dim * (2 if bidirectional else 1)
+        head: list[nn.Module] = []
+        if dense_dim:
+            head += [nn.Linear(features, dense_dim), nn.ReLU(), nn.Dropout(dropout)]
+            features = dense_dim
+        self.head = nn.Sequential(*head, nn.Linear(features, 1))
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens (B, T) int64 with 0 = padding -> logits (B,)."""
+        tokens, lengths = left_align(tokens)
+        lengths = lengths.clamp(min=1)  # an empty review reads one padding step
+        h = self.dropout(self.embedding(tokens))  # (B, T, E)
+        for i, fwd in enumerate(self.forward_layers):
+            out, _ = fwd(h)  # (B, T, H)
+            if self.bidirectional:
+                back, _ = self.backward_layers[i](reverse_within(h, lengths))
+                out = torch.cat([out, reverse_within(back, lengths)], dim=-1)  # (B, T, 2H)
+            h = self.dropout(out)
+        return self.head(self._pool(h, lengths)).squeeze(-1)
+
+    def _pool(self, h: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """(B, T, F) -> (B, F), ignoring padded steps."""
+        rows = torch.arange(h.shape[0], device=h.device)
+        if self.pooling == "last":
+            last = h[rows, lengths - 1]  # (B, F): forward state after the whole review
+            if not self.bidirectional:
+                return last
+            half = h.shape[-1] // 2  # the backward half has read the review at step 0
+            return torch.cat([last[:, :half], h[:, 0, half:]], dim=-1)
+        mask = torch.arange(h.shape[1], device=h.device)[None, :] < lengths[:, None]  # (B, T)
+        if self.pooling == "max":
+            return h.masked_fill(~mask[:, :, None], float("-inf")).amax(1)
+        return (h * mask[:, :, None]).sum(1) / lengths[:, None]

@@ -1,0 +1,61 @@
+"""`MultiHotMLP`: a bag-of-words MLP over the vocabulary (Chollet's IMDB model)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+_ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU}
+
+
+def dedupe_rows(tokens: torch.Tensor) -> torch.Tensor:
+    """Replace repeated ids in each row by padding (0): a multi-hot needs presence only."""
+    ordered = tokens.sort(dim=1).values  # (B, T)
+    repeat = torch.zeros_like(ordered, dtype=torch.bool)
+    repeat[:, 1:] = ordered[:, 1:] == ordered[:, :-1]
+    return ordered.masked_fill(repeat, 0)
+
+
+class MultiHotMLP(nn.Module):
+    """multi-hot(vocab) -> [Linear -> activation -> dropout]* -> one logit.
+
+    The first layer is an `EmbeddingBag` sum over the review's distinct ids: the same
+    result as multiplying the (B, vocab) multi-hot matrix by the weights, without
+    building it. `weighting="count"` sums repeated words instead (a bag of counts).
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        hidden_dims: list[int] = (16, 16),
+        activation: str = "relu",
+        dropout: float = 0.0,
+        weighting: str = "binary",
+    ) -> None:
+        super().__init__()
+        if activation not in _ACTIVATIONS:
+            raise ValueError(f"activation={activation} is not allowed: use {', '.join(_ACTIVATIONS)}")
+        if weighting not in ("binary", "count"):
+            raise ValueError(f"weighting={weighting} is not allowed: use binary or count")
+        if not hidden_dims:
+            raise ValueError("hidden_dims needs at least one layer")
+        self.weighting = weighting
+        self.first = nn.EmbeddingBag(vocab_size, hidden_dims[0], mode="sum", padding_idx=0)
+        self.first_bias = nn.Parameter(torch.zeros(hidden_dims[0]))
+        # Same scale as nn.Linear(vocab_size, hidden): the multi-hot layer it stands for.
+        bound = vocab_size**-0.5
+        nn.init.uniform_(self.first.weight, -bound, bound)
+        nn.init.uniform_(self.first_bias, -bound, bound)
+        with torch.no_grad():
+            self.first.weight[0].zero_()
+        layers: list[nn.Module] = [_ACTIVATIONS[activation](), nn.Dropout(dropout)]
+        for n_in, n_out in zip(hidden_dims[:-1], hidden_dims[1:], strict=False):
+            layers += [nn.Linear(n_in, n_out), _ACTIVATIONS[activation](), nn.Dropout(dropout)]
+        self.rest = nn.Sequential(*layers, nn.Linear(hidden_dims[-1], 1))
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens (B, T) int64 with 0 = padding -> logits (B,)."""
+        if self.weighting == "binary":
+            tokens = dedupe_rows(tokens)
+        hidden = self.first(tokens) + self.first_bias  # (B, H0)
+        return self.rest(hidden).squeeze(-1)

@@ -1,0 +1,104 @@
+"""`SentimentClassifier`: the LightningModule that trains any of the networks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torchmetrics import MaxMetric, MeanMetric
+from torchmetrics.classification import BinaryAccuracy
+
+LOSSES = ("bce", "mse")
+
+
+def _plain(cfg: Any) -> Any:
+    return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
+
+
+class SentimentClassifier(pl.LightningModule):
+    """Binary sentiment training for a network mapping token ids (B, T) to logits (B,).
+
+    `net`, `optimizer` and `scheduler` are Hydra configs (dicts with `_target_`), kept
+    as hyperparameters so `load_from_checkpoint(path)` rebuilds the network from the
+    checkpoint alone. The optimizer and scheduler are partials completed here.
+    """
+
+    def __init__(
+        self,
+        net: dict,
+        optimizer: dict,
+        scheduler: dict | None = None,
+        loss: str = "bce",
+    ) -> None:
+        super().__init__()
+        if loss not in LOSSES:
+            raise ValueError(f"model.loss={loss} is not allowed: use {' or '.join(LOSSES)}")
+        self.save_hyperparameters(
+            {"net": _plain(net), "optimizer": _plain(optimizer), "scheduler": _plain(scheduler), "loss": loss}
+        )
+        self.net = instantiate(self.hparams.net)
+        self.loss_name = loss
+        self.acc = torch.nn.ModuleDict({s: BinaryAccuracy() for s in ("train", "val", "test")})
+        self.mean_loss = torch.nn.ModuleDict({s: MeanMetric() for s in ("train", "val", "test")})
+        self.val_acc_best = MaxMetric()
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.net(tokens)
+
+    def model_step(self, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        tokens, labels = batch[0], batch[1]
+        logits = self(tokens).float()  # (B,); float so mixed precision keeps an fp32 loss
+        probs = torch.sigmoid(logits)
+        if self.loss_name == "bce":
+            loss = F.binary_cross_entropy_with_logits(logits, labels)
+        else:  # Keras' "mse" on the sigmoid output
+            loss = F.mse_loss(probs, labels)
+        return loss, probs, labels
+
+    def _step(self, batch, split: str) -> torch.Tensor:
+        loss, probs, labels = self.model_step(batch)
+        self.mean_loss[split](loss, weight=labels.numel())
+        self.acc[split](probs, labels.long())
+        on_step = split == "train"
+        self.log(f"{split}/loss", self.mean_loss[split], on_step=False, on_epoch=True, prog_bar=on_step)
+        self.log(f"{split}/acc", self.acc[split], on_step=False, on_epoch=True, prog_bar=True)
+        return loss
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self._step(batch, "test")
+
+    def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
+        return torch.sigmoid(self(batch[0]).float())
+
+    def on_train_start(self) -> None:
+        # The sanity check ran validation already; its numbers must not count as "best".
+        self.mean_loss["val"].reset()
+        self.acc["val"].reset()
+        self.val_acc_best.reset()
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking:
+            return
+        self.val_acc_best(self.acc["val"].compute())
+        best = self.val_acc_best.compute()
+        self.log("val/acc_best", best, sync_dist=True, prog_bar=True)
+        self.log("hp_metric", best, sync_dist=True)
+
+    def configure_optimizers(self) -> dict:
+        optimizer = instantiate(self.hparams.optimizer)(params=self.parameters())
+        if not self.hparams.scheduler:
+            return {"optimizer": optimizer}
+        scheduler_cfg = dict(self.hparams.scheduler)
+        lightning_keys = {k: scheduler_cfg.pop(k) for k in ("monitor", "interval", "frequency") if k in scheduler_cfg}
+        scheduler = instantiate(scheduler_cfg)(optimizer=optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, **lightning_keys}}
