@@ -6,3 +6,14 @@ class SentimentError(Exception):
 
     Entry points print only the message, without a traceback.
     """
+
+
+def find_user_error(err: BaseException | None) -> SentimentError | None:
+    """The SentimentError behind `err`, also when Hydra's instantiate wrapped it."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, SentimentError):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None

@@ -37,7 +37,9 @@ def train(cfg: DictConfig) -> dict:
     model = instantiate(cfg.model, _recursive_=False)
     loggers = instantiate_loggers(cfg.get("logger"))
     callbacks = instantiate_callbacks(cfg.get("callbacks"), has_logger=bool(loggers))
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()])
+    trainer = instantiate(
+        cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()]
+    )
 
     metrics: dict = {"status": "completed"}
     if cfg.get("train", True):

@@ -13,6 +13,7 @@ from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import BinaryAccuracy
 
 LOSSES = ("bce", "mse")
+SPLITS = ("train", "val", "test")
 
 
 def _plain(cfg: Any) -> Any:
@@ -42,8 +43,9 @@ class SentimentClassifier(pl.LightningModule):
         )
         self.net = instantiate(self.hparams.net)
         self.loss_name = loss
-        self.acc = torch.nn.ModuleDict({s: BinaryAccuracy() for s in ("train", "val", "test")})
-        self.mean_loss = torch.nn.ModuleDict({s: MeanMetric() for s in ("train", "val", "test")})
+        # ModuleDict keys may not be "train" (nn.Module.train), hence a "split_" prefix.
+        self.acc = torch.nn.ModuleDict({f"split_{s}": BinaryAccuracy() for s in SPLITS})
+        self.mean_loss = torch.nn.ModuleDict({f"split_{s}": MeanMetric() for s in SPLITS})
         self.val_acc_best = MaxMetric()
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -61,11 +63,11 @@ class SentimentClassifier(pl.LightningModule):
 
     def _step(self, batch, split: str) -> torch.Tensor:
         loss, probs, labels = self.model_step(batch)
-        self.mean_loss[split](loss, weight=labels.numel())
-        self.acc[split](probs, labels.long())
-        on_step = split == "train"
-        self.log(f"{split}/loss", self.mean_loss[split], on_step=False, on_epoch=True, prog_bar=on_step)
-        self.log(f"{split}/acc", self.acc[split], on_step=False, on_epoch=True, prog_bar=True)
+        mean_loss, acc = self.mean_loss[f"split_{split}"], self.acc[f"split_{split}"]
+        mean_loss(loss, weight=labels.numel())
+        acc(probs, labels.long())
+        self.log(f"{split}/loss", mean_loss, on_step=False, on_epoch=True, prog_bar=split == "train")
+        self.log(f"{split}/acc", acc, on_step=False, on_epoch=True, prog_bar=True)
         return loss
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
@@ -82,14 +84,14 @@ class SentimentClassifier(pl.LightningModule):
 
     def on_train_start(self) -> None:
         # The sanity check ran validation already; its numbers must not count as "best".
-        self.mean_loss["val"].reset()
-        self.acc["val"].reset()
+        self.mean_loss["split_val"].reset()
+        self.acc["split_val"].reset()
         self.val_acc_best.reset()
 
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking:
             return
-        self.val_acc_best(self.acc["val"].compute())
+        self.val_acc_best(self.acc["split_val"].compute())
         best = self.val_acc_best.compute()
         self.log("val/acc_best", best, sync_dist=True, prog_bar=True)
         self.log("hp_metric", best, sync_dist=True)
@@ -99,6 +101,8 @@ class SentimentClassifier(pl.LightningModule):
         if not self.hparams.scheduler:
             return {"optimizer": optimizer}
         scheduler_cfg = dict(self.hparams.scheduler)
-        lightning_keys = {k: scheduler_cfg.pop(k) for k in ("monitor", "interval", "frequency") if k in scheduler_cfg}
+        lightning_keys = {
+            k: scheduler_cfg.pop(k) for k in ("monitor", "interval", "frequency") if k in scheduler_cfg
+        }
         scheduler = instantiate(scheduler_cfg)(optimizer=optimizer)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, **lightning_keys}}

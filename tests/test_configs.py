@@ -1,0 +1,65 @@
+from pathlib import Path
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+
+from lightning_sentiment.data import SentimentDataModule
+from lightning_sentiment.models import LSTMClassifier, MultiHotMLP, SentimentClassifier
+from lightning_sentiment.pipeline import instantiate_callbacks, instantiate_loggers
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+MODELS = sorted(p.stem for p in (CONF / "model").glob("*.yaml"))
+TRAINERS = sorted(p.stem for p in (CONF / "trainer").glob("*.yaml"))
+
+
+def test_config_groups_are_the_documented_ones():
+    assert MODELS == ["bilstm", "lstm", "mlp"]
+    assert TRAINERS == ["cpu", "default", "gpu"]
+
+
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("trainer", TRAINERS)
+def test_every_model_and_trainer_instantiates(train_cfg, model, trainer):
+    cfg = train_cfg([f"model={model}", f"trainer={trainer}"])
+    dm = instantiate(cfg.data)
+    module = instantiate(cfg.model, _recursive_=False)
+    assert isinstance(dm, SentimentDataModule) and isinstance(module, SentimentClassifier)
+    expected_net = MultiHotMLP if model == "mlp" else LSTMClassifier
+    assert isinstance(module.net, expected_net)
+    assert module.net(torch.tensor([[0, 3, 5]])).shape == (1,)
+    if model == "bilstm":
+        assert module.net.bidirectional
+    if model == "mlp":
+        assert cfg.data.max_len is None  # a bag of words reads whole reviews
+    if trainer == "gpu" and not torch.cuda.is_available():
+        assert cfg.trainer.accelerator == "gpu"
+        pytest.skip("trainer=gpu composes; instantiating it needs a GPU")
+    assert isinstance(instantiate(cfg.trainer), pl.Trainer)
+
+
+@pytest.mark.parametrize("callbacks", ["default", "early_stopping", "model_checkpoint", "none"])
+@pytest.mark.parametrize("logger", ["tensorboard", "csv", "none"])
+def test_callbacks_and_loggers_instantiate(train_cfg, callbacks, logger):
+    cfg = train_cfg([f"callbacks={callbacks}", f"logger={logger}"])
+    loggers = instantiate_loggers(cfg.get("logger"))
+    cbs = instantiate_callbacks(cfg.get("callbacks"), has_logger=bool(loggers))
+    assert len(loggers) == (0 if logger == "none" else 1)
+    names = {type(c).__name__ for c in cbs}
+    expected = {
+        "default": {"ModelCheckpoint", "EarlyStopping", "TQDMProgressBar"}
+        | ({"LearningRateMonitor"} if loggers else set()),
+        "early_stopping": {"EarlyStopping"},
+        "model_checkpoint": {"ModelCheckpoint"},
+        "none": set(),
+    }[callbacks]
+    assert names == expected
+
+
+def test_unknown_model_lists_valid_ones(train_cfg):
+    from hydra.errors import MissingConfigException
+
+    with pytest.raises(MissingConfigException) as err:
+        train_cfg(["model=transformer"])
+    assert all(name in str(err.value) for name in MODELS)

@@ -1,0 +1,213 @@
+import hashlib
+import tarfile
+
+import numpy as np
+import pytest
+
+from lightning_sentiment import SentimentError
+from lightning_sentiment.data import SentimentDataModule, corpus
+from lightning_sentiment.data.batching import BucketBatchSampler
+from tests.conftest import PER_LABEL, TEST_ONLY_WORD
+
+
+def make_dm(tmp_path, **kwargs) -> SentimentDataModule:
+    kwargs.setdefault("data_dir", str(tmp_path / "data"))
+    kwargs.setdefault("vocab_size", 50)
+    kwargs.setdefault("batch_size", 8)
+    return SentimentDataModule(**kwargs)
+
+
+@pytest.mark.parametrize("source", ["folder", "archive"])
+def test_reads_folder_and_archive_identically(source, tmp_path, tiny_folder, tiny_archive):
+    if source == "folder":
+        dm = make_dm(tmp_path, data_dir=str(tiny_folder), cache=False)
+    else:
+        dm = make_dm(tmp_path, archive=str(tiny_archive))
+    dm.setup("fit")
+    sizes = {name: len(split) for name, split in dm.splits.items()}
+    assert sizes == {"train": 72, "val": 8, "test": 2 * PER_LABEL}
+    c = dm.corpus
+    assert c.is_test.sum() == 2 * PER_LABEL and c.labels.sum() == 2 * PER_LABEL
+    assert set(c.ratings[c.labels == 1]) <= set(range(7, 11)) and set(c.ratings[c.labels == 0]) <= {
+        1,
+        2,
+        3,
+        4,
+    }
+    # validation is stratified: 4 positive, 4 negative
+    assert c.labels[dm.splits["val"].indices].sum() == 4
+
+
+def test_folder_and_archive_give_same_ids(tmp_path, tiny_folder, tiny_archive):
+    a = make_dm(tmp_path / "a", data_dir=str(tiny_folder), cache=False)
+    b = make_dm(tmp_path / "b", archive=str(tiny_archive))
+    a.setup()
+    b.setup()
+    assert a.vocab == b.vocab
+    assert [a.splits["test"][i][0].tolist() for i in range(5)] == [
+        b.splits["test"][i][0].tolist() for i in range(5)
+    ]
+
+
+def test_vocabulary_never_sees_test_or_val_reviews(tmp_path, tiny_archive):
+    dm = make_dm(tmp_path, archive=str(tiny_archive), vocab_size=10_000)
+    dm.setup()
+    assert TEST_ONLY_WORD in dm.corpus.words  # tokenized, but...
+    assert TEST_ONLY_WORD not in dm.vocab.index  # ...not in the vocabulary
+    test_seq = dm.splits["test"][0][0]
+    assert (test_seq == dm.vocab.oov_id).sum() == 1  # the test-only word, and only it, is OOV
+    # the vocabulary is sorted by training frequency, ties alphabetical
+    words = dm.vocab.words[2:]
+    train_tokens = [w for i in dm.splits["train"].indices for w in _words(dm, i)]
+    counts = [train_tokens.count(w) for w in words]
+    assert counts == sorted(counts, reverse=True)
+    assert all(words[i] < words[i + 1] for i in range(len(words) - 1) if counts[i] == counts[i + 1])
+
+
+def _words(dm, i):
+    c = dm.corpus
+    return [c.words[t] for t in c.token_ids[c.offsets[i] : c.offsets[i + 1]]]
+
+
+def test_vocab_size_and_oov_modes(tmp_path, tiny_archive):
+    with_oov = make_dm(tmp_path, archive=str(tiny_archive), vocab_size=6)
+    with_oov.setup()
+    assert len(with_oov.vocab) == 6 and with_oov.vocab.words[:2] == ["<pad>", "<unk>"]
+    ids = np.concatenate([with_oov.splits["train"][i][0] for i in range(len(with_oov.splits["train"]))])
+    assert ids.max() == 5 and (ids == 1).any()
+    dropped = make_dm(tmp_path, archive=str(tiny_archive), vocab_size=6, oov_token=None)
+    dropped.setup()
+    assert dropped.vocab.words[0] == "<pad>" and "<unk>" not in dropped.vocab.words
+    seq_drop = dropped.splits["train"][0][0]
+    known = [w for w in _words(dropped, dropped.splits["train"].indices[0]) if w in dropped.vocab.index]
+    assert seq_drop.tolist() == [dropped.vocab.index[w] for w in known] and seq_drop.min() >= 1
+
+
+def test_max_len_truncation_in_dataset(tmp_path, tiny_archive):
+    full = make_dm(tmp_path, archive=str(tiny_archive), max_len=None)
+    full.setup()
+    long = max(range(len(full.splits["train"])), key=lambda i: len(full.splits["train"][i][0]))
+    whole = full.splits["train"][long][0]
+    for truncating, expected in (("pre", whole[-10:]), ("post", whole[:10])):
+        dm = make_dm(tmp_path, archive=str(tiny_archive), max_len=10, truncating=truncating)
+        dm.setup()
+        assert dm.splits["train"][long][0].tolist() == expected.tolist()
+
+
+def test_batches_are_padded_only_as_needed(tmp_path, tiny_archive):
+    for padding in ("pre", "post"):
+        dm = make_dm(tmp_path, archive=str(tiny_archive), max_len=None, padding=padding)
+        dm.setup()
+        tokens, labels, index = next(iter(dm.val_dataloader()))
+        lengths = (tokens != 0).sum(1)
+        assert tokens.shape[1] == lengths.max()  # no all-padding columns
+        edge = tokens[:, 0] if padding == "post" else tokens[:, -1]
+        assert (edge != 0).all()
+        assert labels.tolist() == dm.corpus.labels[index.numpy()].tolist()
+
+
+def test_bucket_sampler_covers_everything_with_little_padding():
+    lengths = np.random.default_rng(0).integers(1, 500, size=1000)
+    sampler = BucketBatchSampler(lengths, batch_size=32, shuffle=True, seed=1)
+    batches = list(sampler)
+    assert sorted(i for b in batches for i in b) == list(range(1000)) and len(batches) == len(sampler)
+    padded = sum(len(b) * lengths[b].max() for b in batches)
+    assert 1 - lengths.sum() / padded < 0.05
+    sampler.set_epoch(1)
+    assert list(sampler) != batches  # a new shuffle every epoch...
+    sampler.set_epoch(0)
+    assert list(sampler) == batches  # ...reproducible from the seed
+
+
+def test_random_split_mode(tmp_path, tiny_archive):
+    dm = make_dm(tmp_path, archive=str(tiny_archive), split="random", test_size=0.25, val_size=0.1)
+    dm.setup()
+    sizes = {name: len(split) for name, split in dm.splits.items()}
+    assert sizes == {"train": 108, "val": 12, "test": 40}
+    test_idx = dm.splits["test"].indices
+    assert 0 < dm.corpus.is_test[test_idx].sum() < 40  # mixes both official halves
+    everything = np.concatenate([s.indices for s in dm.splits.values()])
+    assert sorted(everything) == list(range(160))
+
+
+def test_cache_is_reused_and_rebuilt_when_corrupt(tmp_path, tiny_archive, monkeypatch):
+    first = make_dm(tmp_path, archive=str(tiny_archive))
+    first.setup()
+    (cache_file,) = (tmp_path / "data" / "cache").glob("*.npz")
+    real_build = corpus.build_corpus
+
+    def no_build(*args):
+        raise AssertionError("tokenized again despite a valid cache")
+
+    monkeypatch.setattr(corpus, "build_corpus", no_build)
+    second = make_dm(tmp_path, archive=str(tiny_archive))
+    second.setup()
+    assert second.vocab == first.vocab
+    cache_file.write_bytes(cache_file.read_bytes()[:100])  # damage it
+    monkeypatch.setattr(corpus, "build_corpus", real_build)
+    third = make_dm(tmp_path, archive=str(tiny_archive))
+    third.setup()
+    assert third.vocab == first.vocab
+    assert corpus.load_corpus(cache_file).token_ids.size == first.corpus.token_ids.size
+    assert not list(cache_file.parent.glob(".*tmp"))  # no temporary files left
+
+
+def test_missing_data_gives_one_line_error(tmp_path):
+    url = (tmp_path / "nowhere.tar.gz").as_uri()
+    dm = make_dm(tmp_path, download_url=url)
+    with pytest.raises(SentimentError) as err:
+        dm.setup()
+    msg = str(err.value)
+    assert "\n" not in msg and url in msg and "data.archive=PATH" in msg
+    assert list((tmp_path / "data").glob("*")) == []  # nothing half-written
+    with pytest.raises(SentimentError, match="does not exist"):
+        make_dm(tmp_path, archive=str(tmp_path / "missing.tar.gz")).setup()
+
+
+def test_download_verifies_and_renames(tmp_path, tiny_archive):
+    sha = hashlib.sha256(tiny_archive.read_bytes()).hexdigest()
+    bad = make_dm(tmp_path, download_url=tiny_archive.as_uri(), download_sha256="0" * 64)
+    with pytest.raises(SentimentError, match="sha256"):
+        bad.setup()
+    assert list((tmp_path / "data").glob("*.gz*")) == []
+    good = make_dm(tmp_path, download_url=tiny_archive.as_uri(), download_sha256=sha)
+    good.setup()
+    assert (tmp_path / "data" / "aclImdb_v1.tar.gz").read_bytes() == tiny_archive.read_bytes()
+    assert len(good.splits["test"]) == 2 * PER_LABEL
+
+
+def test_corrupt_and_truncated_archives(tmp_path, tiny_archive):
+    data = tiny_archive.read_bytes()
+    truncated = tmp_path / "truncated.tar.gz"
+    truncated.write_bytes(data[: len(data) // 2])
+    garbage = tmp_path / "garbage.tar.gz"
+    garbage.write_bytes(b"\x1f\x8b" + b"not gzip at all" * 100)
+    for path in (truncated, garbage):
+        with pytest.raises(SentimentError, match="corrupt|truncated"):
+            make_dm(tmp_path, archive=str(path), cache=False).setup()
+    empty = tmp_path / "empty.tar.gz"
+    with tarfile.open(empty, "w:gz"):
+        pass
+    with pytest.raises(SentimentError, match="no reviews found"):
+        make_dm(tmp_path, archive=str(empty), cache=False).setup()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "key"),
+    [
+        ({"max_len": 0}, "data.max_len"),
+        ({"vocab_size": 1}, "data.vocab_size"),
+        ({"padding": "middle"}, "data.padding"),
+        ({"truncating": "both"}, "data.truncating"),
+        ({"val_size": 1.5}, "data.val_size"),
+        ({"split": "weird"}, "data.split"),
+    ],
+)
+def test_bad_settings_fail_fast(tmp_path, kwargs, key):
+    with pytest.raises(SentimentError, match=key):
+        make_dm(tmp_path, **kwargs)
+
+
+def test_val_size_larger_than_train(tmp_path, tiny_archive):
+    with pytest.raises(SentimentError, match="data.val_size"):
+        make_dm(tmp_path, archive=str(tiny_archive), val_size=5000).setup()

@@ -1,0 +1,95 @@
+import pytest
+import torch
+
+from lightning_sentiment.data.text import pad_sequences
+from lightning_sentiment.models import LSTMClassifier, MultiHotMLP, SentimentClassifier
+from lightning_sentiment.models.lstm import left_align, reverse_within
+
+REVIEWS = [torch.tensor([5, 3, 9, 2]), torch.tensor([7]), torch.tensor([4, 4, 8, 1, 6, 2, 3])]
+
+
+def padded(width: int, padding: str) -> torch.Tensor:
+    return torch.from_numpy(pad_sequences([r.numpy() for r in REVIEWS], maxlen=width, padding=padding))
+
+
+def test_left_align_and_reverse_within():
+    tokens = torch.tensor([[0, 0, 3, 4], [1, 2, 3, 4], [0, 5, 6, 7]])
+    aligned, lengths = left_align(tokens)
+    assert aligned.tolist() == [[3, 4, 0, 0], [1, 2, 3, 4], [5, 6, 7, 0]] and lengths.tolist() == [2, 4, 3]
+    rev = reverse_within(aligned[:, :, None].float(), lengths)[:, :, 0]
+    assert rev.tolist() == [[4, 3, 0, 0], [4, 3, 2, 1], [7, 6, 5, 0]]
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("pooling", ["last", "max", "mean"])
+def test_lstm_padding_invariance(bidirectional, pooling):
+    torch.manual_seed(0)
+    net = LSTMClassifier(
+        vocab_size=10,
+        embed_dim=8,
+        hidden_dim=6,
+        num_layers=2,
+        bidirectional=bidirectional,
+        pooling=pooling,
+        dense_dim=5,
+    ).eval()
+    with torch.no_grad():
+        reference = net(padded(7, "post"))
+        for width, padding in ((7, "pre"), (12, "pre"), (20, "post")):
+            torch.testing.assert_close(net(padded(width, padding)), reference, rtol=1e-5, atol=1e-6)
+        # and each review alone, unpadded
+        alone = torch.stack([net(r[None])[0] for r in REVIEWS])
+    torch.testing.assert_close(alone, reference, rtol=1e-5, atol=1e-6)
+    assert reference.shape == (3,)
+
+
+def test_bidirectional_reads_both_ways():
+    torch.manual_seed(0)
+    net = LSTMClassifier(vocab_size=10, embed_dim=4, hidden_dim=3, bidirectional=True).eval()
+    with torch.no_grad():
+        a = net(torch.tensor([[1, 2, 3]]))
+        b = net(torch.tensor([[3, 2, 1]]))
+    assert not torch.allclose(a, b)
+
+
+def dense_first_layer(net: MultiHotMLP, tokens: torch.Tensor, binary: bool) -> torch.Tensor:
+    """The textbook multi-hot: a (B, vocab) matrix times the first layer's weights."""
+    vocab = net.first.weight.shape[0]
+    hot = torch.zeros(tokens.shape[0], vocab)
+    hot.scatter_add_(1, tokens, torch.ones_like(tokens, dtype=torch.float))
+    hot[:, 0] = 0  # padding is no word
+    if binary:
+        hot = (hot > 0).float()
+    return hot @ net.first.weight + net.first_bias  # (B, vocab) @ (vocab, H)
+
+
+@pytest.mark.parametrize("weighting", ["binary", "count"])
+def test_multi_hot_mlp_equals_dense_product(weighting):
+    torch.manual_seed(0)
+    net = MultiHotMLP(vocab_size=50, hidden_dims=[8, 4], weighting=weighting).eval()
+    tokens = torch.randint(0, 50, (6, 30))
+    tokens[0, :] = 0  # an empty review
+    tokens[1, :10] = 7  # many repeats
+    expected = net.rest(dense_first_layer(net, tokens, binary=weighting == "binary")).squeeze(-1)
+    torch.testing.assert_close(net(tokens), expected)
+    if weighting == "binary":  # repeats change nothing for a multi-hot
+        once = tokens.clone()
+        once[1, 1:10] = 0
+        torch.testing.assert_close(net(once), net(tokens))
+
+
+def test_mlp_padding_invariance():
+    net = MultiHotMLP(vocab_size=10, hidden_dims=[4]).eval()
+    torch.testing.assert_close(net(padded(7, "pre")), net(padded(15, "post")))
+
+
+def test_lightning_module_rebuilds_from_checkpoint_hparams(tmp_path):
+    net_cfg = {"_target_": "lightning_sentiment.models.MultiHotMLP", "vocab_size": 20, "hidden_dims": [4]}
+    opt_cfg = {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 0.01}
+    module = SentimentClassifier(net=net_cfg, optimizer=opt_cfg, loss="mse")
+    tokens, labels = torch.randint(1, 20, (4, 5)), torch.tensor([0.0, 1.0, 1.0, 0.0])
+    loss, probs, _ = module.model_step((tokens, labels))
+    torch.testing.assert_close(loss, torch.mean((probs - labels) ** 2))
+    assert isinstance(module.configure_optimizers()["optimizer"], torch.optim.Adam)
+    with pytest.raises(ValueError, match="model.loss"):
+        SentimentClassifier(net=net_cfg, optimizer=opt_cfg, loss="hinge")

@@ -1,0 +1,64 @@
+import numpy as np
+import pytest
+
+from lightning_sentiment.data.text import KERAS_FILTERS, Tokenizer, Vocabulary, pad_sequences
+
+
+def test_tokenizer_keras_semantics():
+    tok = Tokenizer()
+    text = "This movie's GREAT!<br /><br />10/10, would re-watch... (really)"
+    assert tok.tokenize(text) == ["this", "movie's", "great", "10", "10", "would", "re", "watch", "really"]
+
+
+def test_tokenizer_options():
+    assert Tokenizer(lowercase=False).tokenize("Good<br />Bad") == ["Good", "Bad"]
+    assert Tokenizer(strip_html=False).tokenize("a<br />b") == ["a", "br", "b"]
+    assert Tokenizer(filters="!").tokenize("a,b! c") == ["a,b", "c"]
+
+
+def test_corpus_tokenization_equals_single_review():
+    tok = Tokenizer()
+    texts = ["Great film!", "", "Ünïcode wörds, ok?<br />Fine", "sep\x01inside"]
+    corpus = tok.tokenize_corpus(texts)
+    assert [[w.decode() for w in toks] for toks in corpus] == [tok.tokenize(t) for t in texts]
+    assert corpus[1] == [] and corpus[2][0].decode() == "ünïcode"
+
+
+def test_conf_filters_equal_keras_defaults():
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.load("conf/data/imdb.yaml")
+    assert cfg.filters == KERAS_FILTERS
+
+
+SEQS = [np.array([1, 2, 3]), np.array([4, 5, 6, 7, 8]), np.array([9])]
+
+
+@pytest.mark.parametrize(
+    ("padding", "truncating", "expected"),
+    [
+        ("pre", "pre", [[0, 1, 2, 3], [5, 6, 7, 8], [0, 0, 0, 9]]),
+        ("post", "pre", [[1, 2, 3, 0], [5, 6, 7, 8], [9, 0, 0, 0]]),
+        ("pre", "post", [[0, 1, 2, 3], [4, 5, 6, 7], [0, 0, 0, 9]]),
+        ("post", "post", [[1, 2, 3, 0], [4, 5, 6, 7], [9, 0, 0, 0]]),
+    ],
+)
+def test_pad_sequences_like_keras(padding, truncating, expected):
+    out = pad_sequences(SEQS, maxlen=4, padding=padding, truncating=truncating)
+    assert out.tolist() == expected and out.dtype == np.int64
+
+
+def test_pad_sequences_default_length_and_empty():
+    assert pad_sequences([np.array([1]), np.array([], dtype=np.int64)]).tolist() == [[1], [0]]
+    with pytest.raises(ValueError, match="pre"):
+        pad_sequences(SEQS, padding="middle")
+
+
+def test_vocabulary_oov_and_drop():
+    with_oov = Vocabulary(["good", "bad"], "<unk>")
+    assert with_oov.words == ["<pad>", "<unk>", "good", "bad"]
+    assert with_oov.encode(["good", "meh", "bad"]).tolist() == [2, 1, 3]
+    without = Vocabulary(["good", "bad"], None)
+    assert without.words == ["<pad>", "good", "bad"]
+    assert without.encode(["good", "meh", "bad"]).tolist() == [1, 2]
+    assert Vocabulary.from_state_dict(with_oov.state_dict()) == with_oov
