@@ -8,13 +8,25 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
-from pytorch_lightning.loggers import Logger
+from pytorch_lightning.loggers import Logger, TensorBoardLogger
+from pytorch_lightning.utilities.model_summary import ModelSummary
 
-from lightning_sentiment.checkpointing import AtomicCheckpointIO, atomic_write_json, atomic_write_text
+from lightning_sentiment.checkpointing import (
+    DATA_STATE_KEY,
+    AtomicCheckpointIO,
+    atomic_write_json,
+    atomic_write_text,
+    load_checkpoint,
+)
+from lightning_sentiment.data import SentimentDataModule, Vocabulary
+from lightning_sentiment.errors import SentimentError
+from lightning_sentiment.models import SentimentClassifier
+from lightning_sentiment.reports import MetricsHistory, write_run_reports
 
 log = logging.getLogger(__name__)
+FINAL_METRICS = ("test/acc", "test/loss", "val/acc_best")
 
 
 def instantiate_loggers(cfg: DictConfig | None) -> list[Logger]:
@@ -33,12 +45,19 @@ def train(cfg: DictConfig) -> dict:
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
-    datamodule = instantiate(cfg.data)
-    model = instantiate(cfg.model, _recursive_=False)
+    ckpt_path = cfg.get("ckpt_path")
+    if ckpt_path and not cfg.get("train", True):
+        datamodule, model = _from_checkpoint(cfg, ckpt_path)
+    else:
+        datamodule = instantiate(cfg.data)
+        model = instantiate(cfg.model, _recursive_=False)
+        if ckpt_path:
+            _check_resumable(datamodule, ckpt_path)
     loggers = instantiate_loggers(cfg.get("logger"))
     callbacks = instantiate_callbacks(cfg.get("callbacks"), has_logger=bool(loggers))
+    history = MetricsHistory()
     trainer = instantiate(
-        cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()]
+        cfg.trainer, callbacks=[*callbacks, history], logger=loggers or False, plugins=[AtomicCheckpointIO()]
     )
 
     metrics: dict = {"status": "completed"}
@@ -55,13 +74,68 @@ def train(cfg: DictConfig) -> dict:
             log.warning("No best checkpoint (checkpointing off): testing the last weights")
         trainer.test(model, datamodule=datamodule, ckpt_path=ckpt)
         metrics.update(_scalars(trainer.callback_metrics, prefix="test/"))
+        if trainer.is_global_zero and not trainer.fast_dev_run:
+            metrics.update(write_run_reports(trainer, model, datamodule, history, output_dir))
     metrics["best_model_path"] = best
 
     if datamodule.vocab is not None:
         atomic_write_text(output_dir / "vocab.txt", "\n".join(datamodule.vocab.words) + "\n")
+        atomic_write_json(output_dir / "data_stats.json", datamodule.stats)
+    _log_hparams(cfg, model, loggers, metrics)
     atomic_write_json(output_dir / "metrics.json", metrics)
     log.info("Metrics: %s", metrics)
     return metrics
+
+
+def _from_checkpoint(cfg: DictConfig, ckpt_path: str) -> tuple[SentimentDataModule, SentimentClassifier]:
+    """Evaluation: the checkpoint's own network, vocabulary and preprocessing, not the config's."""
+    ckpt = load_checkpoint(ckpt_path)
+    state = ckpt[DATA_STATE_KEY]
+    vocab = Vocabulary.from_state_dict(state["vocab"])
+    datamodule = instantiate(
+        cfg.data, **state["preprocessing"], vocab_size=len(vocab), oov_token=vocab.oov_token
+    )
+    datamodule.vocab = vocab
+    hp = ckpt["hyper_parameters"]
+    model = SentimentClassifier(**{k: hp[k] for k in ("net", "optimizer", "scheduler", "loss") if k in hp})
+    return datamodule, model
+
+
+def _check_resumable(datamodule: SentimentDataModule, ckpt_path: str) -> None:
+    """Refuse, in one line, to resume a checkpoint trained on another vocabulary."""
+    theirs = Vocabulary.from_state_dict(load_checkpoint(ckpt_path)[DATA_STATE_KEY]["vocab"])
+    datamodule.setup("fit")
+    if theirs != datamodule.vocab:
+        raise SentimentError(
+            f"checkpoint {ckpt_path} was trained with another vocabulary ({len(theirs)} ids; this run "
+            f"builds {len(datamodule.vocab)}): resume with the data settings it was trained with"
+        )
+
+
+def _log_hparams(cfg: DictConfig, model, loggers: list[Logger], metrics: dict) -> None:
+    """HPARAMS tab: the run's settings beside its final metrics; the model summary as text."""
+    params = {
+        f"{group}/{k}": v if isinstance(v, int | float | str | bool) else str(v)
+        for group in ("data", "model")
+        for k, v in _flatten(OmegaConf.to_container(cfg[group], resolve=True)).items()
+        if not k.endswith("_target_")
+    }
+    final = {k: v for k, v in metrics.items() if k in FINAL_METRICS}
+    for logger in loggers:
+        if isinstance(logger, TensorBoardLogger):
+            logger.log_hyperparams(params, final)
+            logger.experiment.add_text("model/summary", f"```\n{ModelSummary(model, max_depth=2)}\n```")
+            logger.experiment.flush()
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def _best_checkpoint(trainer: pl.Trainer) -> str | None:

@@ -61,23 +61,32 @@ class SentimentClassifier(pl.LightningModule):
             loss = F.mse_loss(probs, labels)
         return loss, probs, labels
 
-    def _step(self, batch, split: str) -> torch.Tensor:
+    def _step(self, batch, split: str) -> tuple[torch.Tensor, torch.Tensor]:
         loss, probs, labels = self.model_step(batch)
         mean_loss, acc = self.mean_loss[f"split_{split}"], self.acc[f"split_{split}"]
         mean_loss(loss, weight=labels.numel())
         acc(probs, labels.long())
         self.log(f"{split}/loss", mean_loss, on_step=False, on_epoch=True, prog_bar=split == "train")
         self.log(f"{split}/acc", acc, on_step=False, on_epoch=True, prog_bar=True)
-        return loss
+        return loss, probs
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        return self._step(batch, "train")
+        return self._step(batch, "train")[0]
 
     def validation_step(self, batch, batch_idx: int) -> None:
         self._step(batch, "val")
 
+    def on_test_epoch_start(self) -> None:
+        self.test_outputs: list[tuple[torch.Tensor, torch.Tensor]] = []
+
     def test_step(self, batch, batch_idx: int) -> None:
-        self._step(batch, "test")
+        _, probs = self._step(batch, "test")
+        self.test_outputs.append((batch[2].cpu(), probs.detach().float().cpu()))  # for the reports
+
+    def test_predictions(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(corpus indices, P(positive)) of the last test run."""
+        index, probs = zip(*self.test_outputs, strict=True)
+        return torch.cat(index), torch.cat(probs)
 
     def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
         return torch.sigmoid(self(batch[0]).float())
