@@ -45,7 +45,7 @@ def train(cfg: DictConfig) -> dict:
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
-    ckpt_path = cfg.get("ckpt_path")
+    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), output_dir)
     if ckpt_path and not cfg.get("train", True):
         datamodule, model = _from_checkpoint(cfg, ckpt_path)
     else:
@@ -63,13 +63,16 @@ def train(cfg: DictConfig) -> dict:
     metrics: dict = {"status": "completed"}
     if cfg.get("train", True):
         start = time.perf_counter()
-        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
-        metrics["fit_seconds"] = round(time.perf_counter() - start, 2)
-        metrics["epochs"] = trainer.current_epoch
-        metrics.update(_scalars(trainer.callback_metrics))
+        try:
+            trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+        except (KeyboardInterrupt, SystemExit):  # Lightning turns Ctrl-C into sys.exit(1)
+            if trainer.interrupted:
+                _save_interrupted(trainer, metrics, start, output_dir)
+            raise
+        metrics.update(_fit_metrics(trainer, start))
     best = _best_checkpoint(trainer)
     if cfg.get("test", True):
-        ckpt = best or (None if cfg.get("train", True) else cfg.get("ckpt_path"))
+        ckpt = best or (None if cfg.get("train", True) else ckpt_path)
         if ckpt is None:
             log.warning("No best checkpoint (checkpointing off): testing the last weights")
         trainer.test(model, datamodule=datamodule, ckpt_path=ckpt)
@@ -85,6 +88,34 @@ def train(cfg: DictConfig) -> dict:
     atomic_write_json(output_dir / "metrics.json", metrics)
     log.info("Metrics: %s", metrics)
     return metrics
+
+
+def resolve_ckpt_path(ckpt_path: str | None, output_dir: Path) -> str | None:
+    """`ckpt_path=last`: this run dir's last checkpoint (resume in place with hydra.run.dir=...)."""
+    if ckpt_path != "last":
+        return ckpt_path
+    last = output_dir / "checkpoints" / "last.ckpt"
+    if not last.is_file():
+        raise SentimentError(
+            f"ckpt_path=last but {last} does not exist: set hydra.run.dir to the run to resume"
+        )
+    return str(last)
+
+
+def _fit_metrics(trainer: pl.Trainer, start: float) -> dict:
+    metrics = {"fit_seconds": round(time.perf_counter() - start, 2), "epochs": trainer.current_epoch}
+    return metrics | _scalars(trainer.callback_metrics)
+
+
+def _save_interrupted(trainer: pl.Trainer, metrics: dict, start: float, output_dir: Path) -> None:
+    """Ctrl-C: record what the completed epochs reached; last.ckpt holds their weights."""
+    metrics.update(
+        _fit_metrics(trainer, start), status="interrupted", best_model_path=_best_checkpoint(trainer)
+    )
+    metrics.pop("epochs")
+    metrics["epochs_completed"] = trainer.fit_loop.epoch_progress.current.completed
+    atomic_write_json(output_dir / "metrics.json", metrics)
+    log.warning("Interrupted: metrics of the completed epochs in %s", output_dir / "metrics.json")
 
 
 def _from_checkpoint(cfg: DictConfig, ckpt_path: str) -> tuple[SentimentDataModule, SentimentClassifier]:

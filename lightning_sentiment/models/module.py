@@ -12,6 +12,8 @@ from omegaconf import DictConfig, OmegaConf
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import BinaryAccuracy
 
+from lightning_sentiment.errors import SentimentError
+
 LOSSES = ("bce", "mse")
 SPLITS = ("train", "val", "test")
 
@@ -71,7 +73,13 @@ class SentimentClassifier(pl.LightningModule):
         return loss, probs
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        return self._step(batch, "train")[0]
+        loss = self._step(batch, "train")[0]
+        if not torch.isfinite(loss):  # stop now, not after hours of NaN epochs
+            raise SentimentError(
+                f"the training loss became {loss.item()} at epoch {self.current_epoch}, step "
+                f"{self.global_step}: lower model.optimizer.lr or set trainer.gradient_clip_val"
+            )
+        return loss
 
     def validation_step(self, batch, batch_idx: int) -> None:
         self._step(batch, "val")
@@ -104,6 +112,23 @@ class SentimentClassifier(pl.LightningModule):
         best = self.val_acc_best.compute()
         self.log("val/acc_best", best, sync_dist=True, prog_bar=True)
         self.log("hp_metric", best, sync_dist=True)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # Random states at the epoch boundary: a resumed run draws the same dropout masks.
+        # Torch's only: data order comes from seeded numpy generators, not global state,
+        # and tensors keep the checkpoint loadable with torch.load(weights_only=True).
+        checkpoint["rng_states"] = {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        states = checkpoint.get("rng_states")
+        if not states:
+            return
+        torch.set_rng_state(states["torch"])
+        if states["cuda"] and torch.cuda.is_available() and len(states["cuda"]) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(states["cuda"])
 
     def configure_optimizers(self) -> dict:
         optimizer = instantiate(self.hparams.optimizer)(params=self.parameters())

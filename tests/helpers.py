@@ -1,0 +1,17 @@
+"""Test-only callbacks, injected from the command line as +callbacks.NAME._target_=..."""
+
+import os
+import signal
+
+import pytorch_lightning as pl
+
+
+class SignalAt(pl.Callback):
+    """Send `signal_name` to this process at a given epoch and batch (a crash or Ctrl-C)."""
+
+    def __init__(self, epoch: int, batch: int, signal_name: str = "SIGKILL") -> None:
+        self.epoch, self.batch, self.signal = epoch, batch, getattr(signal, signal_name)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
+        if trainer.current_epoch == self.epoch and batch_idx == self.batch:
+            os.kill(os.getpid(), self.signal)
