@@ -5,13 +5,20 @@ python train.py model=bilstm trainer=gpu
 python train.py -m model=lstm,bilstm,mlp     # a sweep
 """
 
+import logging
 import sys
+from pathlib import Path
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from lightning_sentiment.checkpointing import atomic_write_json
 from lightning_sentiment.errors import find_user_error
 from lightning_sentiment.pipeline import train
+
+log = logging.getLogger(__name__)
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
@@ -20,6 +27,12 @@ def main(cfg: DictConfig) -> float | None:
         metrics = train(cfg)
     except Exception as err:
         user_error = find_user_error(err)
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            # One failing job must not kill the sweep: record it and go on.
+            log.exception("Job failed")
+            failed = {"status": "failed", "error": str(user_error or err).splitlines()[0]}
+            atomic_write_json(Path(cfg.paths.output_dir) / "metrics.json", failed)
+            return float("nan")
         if user_error is None:
             raise
         print(f"error: {user_error}", file=sys.stderr)  # one line, no traceback

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 
 import pytorch_lightning as pl
+import torch
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
@@ -42,6 +45,7 @@ def instantiate_callbacks(cfg: DictConfig | None, has_logger: bool) -> list[Call
 
 def train(cfg: DictConfig) -> dict:
     """Fit (if `cfg.train`), then test the best checkpoint (if `cfg.test`); returns metrics."""
+    configure_threads(cfg.get("threads"))
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
@@ -88,6 +92,19 @@ def train(cfg: DictConfig) -> dict:
     atomic_write_json(output_dir / "metrics.json", metrics)
     log.info("Metrics: %s", metrics)
     return metrics
+
+
+def configure_threads(threads: int | None) -> int:
+    """torch threads: given, else the cores divided among parallel sweep jobs (joblib)."""
+    if threads is None:
+        jobs = 1
+        if HydraConfig.initialized():
+            jobs = HydraConfig.get().launcher.get("n_jobs") or 1
+        cores = os.cpu_count() or 1
+        jobs = cores if jobs < 0 else jobs  # joblib: -1 = one job per core
+        threads = max(1, cores // jobs)
+    torch.set_num_threads(threads)
+    return threads
 
 
 def resolve_ckpt_path(ckpt_path: str | None, output_dir: Path) -> str | None:

@@ -50,7 +50,7 @@ def plot_curves(history: list[dict], path: Path) -> None:
         ax.legend()
         ax.xaxis.get_major_locator().set_params(integer=True)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def confusion(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
@@ -75,7 +75,7 @@ def plot_confusion(matrix: np.ndarray, path: Path | None = None):
     ax.set_title(f"Test set: accuracy {np.trace(matrix) / total:.2%} of {total}")
     fig.tight_layout()
     if path is not None:
-        _save(fig, path, close=False)
+        save_figure(fig, path, close=False)
     return fig
 
 
@@ -116,7 +116,7 @@ def log_to_tensorboard(
             logger.experiment.flush()
 
 
-def _save(fig, path: Path, close: bool = True) -> None:
+def save_figure(fig, path: Path, close: bool = True) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
     fig.savefig(tmp, dpi=110)

@@ -22,7 +22,8 @@ def test_left_align_and_reverse_within():
 
 @pytest.mark.parametrize("bidirectional", [False, True])
 @pytest.mark.parametrize("pooling", ["last", "max", "mean"])
-def test_lstm_padding_invariance(bidirectional, pooling):
+@pytest.mark.parametrize("keras_bias", [False, True])
+def test_lstm_padding_invariance(bidirectional, pooling, keras_bias):
     torch.manual_seed(0)
     net = LSTMClassifier(
         vocab_size=10,
@@ -32,6 +33,8 @@ def test_lstm_padding_invariance(bidirectional, pooling):
         bidirectional=bidirectional,
         pooling=pooling,
         dense_dim=5,
+        keras_bias=keras_bias,
+        init="keras" if keras_bias else "torch",
     ).eval()
     with torch.no_grad():
         reference = net(padded(7, "post"))
@@ -93,3 +96,27 @@ def test_lightning_module_rebuilds_from_checkpoint_hparams(tmp_path):
     assert isinstance(module.configure_optimizers()["optimizer"], torch.optim.Adam)
     with pytest.raises(ValueError, match="model.loss"):
         SentimentClassifier(net=net_cfg, optimizer=opt_cfg, loss="hinge")
+
+
+def n_params(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def test_keras_parameter_counts():
+    # Published Keras counts: 693,301 (LSTM 100, vocab 20k, max_len 80), 173,205 (BiLSTM 32),
+    # 160,305 (Chollet's multi-hot MLP)
+    assert n_params(LSTMClassifier(20000, 32, 100, keras_bias=True, init="keras")) == 693_301
+    bilstm = LSTMClassifier(10000, 16, 32, bidirectional=True, dense_dim=10, keras_bias=True)
+    assert n_params(bilstm) == 173_205
+    assert n_params(MultiHotMLP(10000, hidden_units=16, hidden_layers=2)) == 160_305
+    assert n_params(MultiHotMLP(10000, hidden_dims=[64, 32])) == 10000 * 64 + 64 + 64 * 32 + 32 + 33
+
+
+def test_keras_init():
+    torch.manual_seed(0)
+    net = LSTMClassifier(100, 8, 4, keras_bias=True, init="keras", embed_init_range=0.01)
+    w_ih = net.forward_layers[0].weight_ih_l0
+    assert w_ih[:, -1].tolist() == [0.0] * 4 + [1.0] * 4 + [0.0] * 8  # forget-gate bias 1
+    assert net.embedding.weight.abs().max() <= 0.01 and net.embedding.weight[0].abs().sum() == 0
+    w_hh = net.forward_layers[0].weight_hh_l0[:4]
+    torch.testing.assert_close(w_hh @ w_hh.T, torch.eye(4), atol=1e-5, rtol=0)

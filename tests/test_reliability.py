@@ -128,3 +128,21 @@ def test_odd_reviews_empty_invalid_utf8_huge(tmp_path):
     batch = next(iter(dm.train_dataloader()))[0]
     for net in (LSTMClassifier(50, 4, 4), MultiHotMLP(50, [4])):
         assert torch.isfinite(net(batch)).all()
+
+
+def _prepare(data_dir: str, archive: str) -> int:
+    dm = SentimentDataModule(data_dir=data_dir, archive=archive)
+    dm.prepare_data()
+    return len(dm.corpus)
+
+
+def test_concurrent_cache_builds_leave_a_valid_cache(tmp_path, tiny_archive):
+    import multiprocessing as mp
+
+    from lightning_sentiment.data.corpus import load_corpus
+
+    with mp.get_context("spawn").Pool(2) as pool:
+        sizes = pool.starmap(_prepare, [(str(tmp_path), str(tiny_archive))] * 2)
+    assert sizes == [160, 160]
+    (cache,) = (tmp_path / "cache").glob("*.npz")  # one cache file, no temporary leftovers
+    assert not list((tmp_path / "cache").glob(".*")) and len(load_corpus(cache)) == 160

@@ -44,39 +44,79 @@ class LSTMClassifier(nn.Module):
         num_layers: int = 1,
         bidirectional: bool = False,
         dropout: float = 0.0,
+        output_dropout: float | None = None,
         pooling: str = "last",
         dense_dim: int | None = None,
+        keras_bias: bool = False,
+        init: str = "torch",
+        embed_init_range: float | None = None,
     ) -> None:
         super().__init__()
         if pooling not in ("last", "max", "mean"):
             raise ValueError(f"pooling={pooling} is not allowed: use last, max or mean")
-        self.pooling, self.bidirectional = pooling, bidirectional
+        if init not in ("torch", "keras"):
+            raise ValueError(f"init={init} is not allowed: use torch or keras")
+        self.pooling, self.bidirectional, self.keras_bias = pooling, bidirectional, keras_bias
         self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
         sizes = [embed_dim] + [hidden_dim * (2 if bidirectional else 1)] * (num_layers - 1)
-        self.forward_layers = nn.ModuleList(nn.LSTM(s, hidden_dim, batch_first=True) for s in sizes)
-        self.backward_layers = nn.ModuleList(
-            nn.LSTM(s, hidden_dim, batch_first=True) for s in (sizes if bidirectional else [])
-        )
-        self.dropout = nn.Dropout(dropout)
+        # keras_bias: one bias per gate as in Keras (torch has two), so parameter counts
+        # match Keras: a constant-1 input feature whose weights serve as that bias.
+        extra = 1 if keras_bias else 0
+
+        def lstm(size: int) -> nn.LSTM:
+            return nn.LSTM(size + extra, hidden_dim, batch_first=True, bias=not keras_bias)
+
+        self.forward_layers = nn.ModuleList(lstm(s) for s in sizes)
+        self.backward_layers = nn.ModuleList(lstm(s) for s in (sizes if bidirectional else []))
+        self.dropout = nn.Dropout(dropout)  # on the embeddings and between LSTM layers
+        self.output_dropout = nn.Dropout(dropout if output_dropout is None else output_dropout)
         features = hidden_dim * (2 if bidirectional else 1)
         head: list[nn.Module] = []
         if dense_dim:
-            head += [nn.Linear(features, dense_dim), nn.ReLU(), nn.Dropout(dropout)]
+            head += [nn.Linear(features, dense_dim), nn.ReLU(), self.output_dropout]
             features = dense_dim
         self.head = nn.Sequential(*head, nn.Linear(features, 1))
+        if init == "keras":
+            self._keras_init(hidden_dim, extra)
+        if embed_init_range is not None:
+            nn.init.uniform_(self.embedding.weight, -embed_init_range, embed_init_range)
+        with torch.no_grad():
+            self.embedding.weight[0].zero_()
+
+    def _keras_init(self, hidden: int, extra: int) -> None:
+        """Keras defaults: Glorot-uniform kernels, orthogonal recurrent weights, zero biases
+        with forget-gate bias 1, embedding uniform(-0.05, 0.05)."""
+        nn.init.uniform_(self.embedding.weight, -0.05, 0.05)
+        for layer in [*self.forward_layers, *self.backward_layers]:
+            w_ih = layer.weight_ih_l0  # (4H, in + extra); the extra column is the bias
+            nn.init.xavier_uniform_(w_ih[:, : w_ih.shape[1] - extra])
+            for gate in range(4):  # Keras initialises each gate's recurrent matrix orthogonal
+                nn.init.orthogonal_(layer.weight_hh_l0[gate * hidden : (gate + 1) * hidden])
+            biases = [w_ih[:, -1]] if extra else [layer.bias_ih_l0, layer.bias_hh_l0]
+            with torch.no_grad():
+                for b in biases:
+                    b.zero_()
+                biases[0][hidden : 2 * hidden] = 1.0  # torch gate order: input, forget, cell, output
+        for module in self.head:
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_uniform_(module.weight)
+                nn.init.zeros_(module.bias)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """tokens (B, T) int64 with 0 = padding -> logits (B,)."""
         tokens, lengths = left_align(tokens)
         lengths = lengths.clamp(min=1)  # an empty review reads one padding step
         h = self.dropout(self.embedding(tokens))  # (B, T, E)
+        ones = h.new_ones(*h.shape[:2], 1) if self.keras_bias else None  # (B, T, 1)
         for i, fwd in enumerate(self.forward_layers):
+            if ones is not None:
+                h = torch.cat([h, ones], dim=-1)
             out, _ = fwd(h)  # (B, T, H)
             if self.bidirectional:
                 back, _ = self.backward_layers[i](reverse_within(h, lengths))
                 out = torch.cat([out, reverse_within(back, lengths)], dim=-1)  # (B, T, 2H)
-            h = self.dropout(out)
-        return self.head(self._pool(h, lengths)).squeeze(-1)
+            h = self.dropout(out) if i + 1 < len(self.forward_layers) else out
+        return self.head(self.output_dropout(self._pool(h, lengths))).squeeze(-1)
 
     def _pool(self, h: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """(B, T, F) -> (B, F), ignoring padded steps."""

@@ -19,6 +19,8 @@ def dedupe_rows(tokens: torch.Tensor) -> torch.Tensor:
 class MultiHotMLP(nn.Module):
     """multi-hot(vocab) -> [Linear -> activation -> dropout]* -> one logit.
 
+    Hidden layers: `hidden_layers` of `hidden_units` each, or any sizes as `hidden_dims`.
+
     The first layer is an `EmbeddingBag` sum over the review's distinct ids: the same
     result as multiplying the (B, vocab) multi-hot matrix by the weights, without
     building it. `weighting="count"` sums repeated words instead (a bag of counts).
@@ -27,7 +29,9 @@ class MultiHotMLP(nn.Module):
     def __init__(
         self,
         vocab_size: int,
-        hidden_dims: list[int] = (16, 16),
+        hidden_units: int = 16,
+        hidden_layers: int = 2,
+        hidden_dims: list[int] | None = None,
         activation: str = "relu",
         dropout: float = 0.0,
         weighting: str = "binary",
@@ -37,8 +41,9 @@ class MultiHotMLP(nn.Module):
             raise ValueError(f"activation={activation} is not allowed: use {', '.join(_ACTIVATIONS)}")
         if weighting not in ("binary", "count"):
             raise ValueError(f"weighting={weighting} is not allowed: use binary or count")
+        hidden_dims = list(hidden_dims or [hidden_units] * hidden_layers)  # dims win when given
         if not hidden_dims:
-            raise ValueError("hidden_dims needs at least one layer")
+            raise ValueError("the MLP needs at least one hidden layer")
         self.weighting = weighting
         self.first = nn.EmbeddingBag(vocab_size, hidden_dims[0], mode="sum", padding_idx=0)
         self.first_bias = nn.Parameter(torch.zeros(hidden_dims[0]))

@@ -1,0 +1,217 @@
+"""Benchmark: data setup, training speed per model, Lightning overhead, prediction speed.
+
+    python -m lightning_sentiment.bench                       # everything, IMDB from IMDB_ARCHIVE
+    python -m lightning_sentiment.bench --models mlp --batches 20 --repeats 2
+    python -m lightning_sentiment.bench --smoke               # seconds: what CI runs
+
+Prints one JSON object. Each figure is the median of `--repeats` runs after a
+warm-up. Epoch seconds are extrapolated from `--batches` training batches drawn
+by the real length-aware sampler to the 25,000 training reviews (`--full-epoch`
+times whole epochs instead).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+from omegaconf import open_dict
+
+from lightning_sentiment.data import SentimentDataModule
+from lightning_sentiment.data.imdb import read_reviews
+from lightning_sentiment.predict import SentimentPredictor
+
+CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+TRAIN_REVIEWS = 25_000
+
+
+def machine() -> dict:
+    info = {
+        "cpu_cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "platform": platform.platform(),
+        "device": "cpu",
+    }
+    if torch.cuda.is_available():
+        info["device"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def bench_data(archive: str, repeats: int) -> dict:
+    """Setup of all 50,000 reviews without cache (cold) and with it (warm)."""
+    cold, warm = [], []
+    for _ in range(repeats):
+        with tempfile.TemporaryDirectory() as tmp:
+            for times in (cold, warm):
+                start = time.perf_counter()
+                SentimentDataModule(data_dir=tmp, archive=archive).setup("fit")
+                times.append(time.perf_counter() - start)
+    return {"cold_s": round(statistics.median(cold), 3), "warm_s": round(statistics.median(warm), 3)}
+
+
+def compose_model(name: str, archive: str, data_dir: str, overrides: list[str]):
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose(config_name="train", overrides=[f"model={name}", *overrides])
+    with open_dict(cfg):
+        cfg.data.archive, cfg.data.data_dir = archive, data_dir
+        cfg.paths = {"root_dir": data_dir, "data_dir": data_dir, "log_dir": data_dir, "output_dir": data_dir}
+    return cfg
+
+
+class _BatchTimer(pl.Callback):
+    """Wall time of the training batches after `warmup`, hooks and optimizer included."""
+
+    def __init__(self, warmup: int) -> None:
+        self.warmup, self.start, self.seconds = warmup, None, None
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
+        if batch_idx == self.warmup:
+            self.start = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self.seconds = time.perf_counter() - self.start
+
+
+def _lightning_seconds(cfg, datamodule, warmup: int, batches: int) -> float:
+    pl.seed_everything(0, verbose=False)
+    model = instantiate(cfg.model, _recursive_=False)
+    timer = _BatchTimer(warmup)
+    trainer = pl.Trainer(
+        accelerator=cfg.trainer.accelerator,
+        devices=1,
+        precision=cfg.trainer.precision,
+        max_epochs=1,
+        limit_train_batches=warmup + batches,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[timer],
+    )
+    trainer.fit(model, train_dataloaders=datamodule.train_dataloader())
+    return timer.seconds
+
+
+def _plain_seconds(cfg, datamodule, warmup: int, batches: int) -> tuple[float, int, int]:
+    """The same model and batches in a hand-written loop; also (real, computed) time steps."""
+    pl.seed_everything(0, verbose=False)
+    device = torch.device("cuda" if cfg.trainer.accelerator in ("gpu", "cuda") else "cpu")
+    model = instantiate(cfg.model, _recursive_=False).to(device)
+    optimizer = model.configure_optimizers()["optimizer"]
+    real = computed = 0
+    for i, batch in enumerate(datamodule.train_dataloader()):
+        if i == warmup:
+            start = time.perf_counter()
+        if i == warmup + batches:
+            break
+        batch = [t.to(device, non_blocking=True) for t in batch]
+        loss = model.model_step(batch)[0]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if i >= warmup:
+            real += int((batch[0] != 0).sum())
+            computed += batch[0].numel()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start, real, computed
+
+
+def bench_model(name: str, archive: str, data_dir: str, args) -> dict:
+    overrides = ["trainer.accelerator=gpu"] if args.device == "gpu" else ["trainer.accelerator=cpu"]
+    cfg = compose_model(name, archive, data_dir, overrides)
+    datamodule = instantiate(cfg.data)
+    datamodule.setup("fit")
+    batches = len(datamodule.train_dataloader()) - args.warmup if args.full_epoch else args.batches
+    reviews = batches * cfg.data.batch_size
+    plain, light = [], []
+    for _ in range(args.repeats):
+        seconds, real, computed = _plain_seconds(cfg, datamodule, args.warmup, batches)
+        plain.append(seconds)
+        light.append(_lightning_seconds(cfg, datamodule, args.warmup, batches))
+    epoch_s = statistics.median(light) * TRAIN_REVIEWS / reviews
+    return {
+        "epoch_s": round(epoch_s, 2),
+        "tokens_per_s": round(real / statistics.median(light)),
+        "padding_share": round(1 - real / computed, 4),
+        "plain_loop_epoch_s": round(statistics.median(plain) * TRAIN_REVIEWS / reviews, 2),
+        "lightning_overhead": round(statistics.median(light) / statistics.median(plain), 4),
+        "measured_batches": batches,
+    }
+
+
+def bench_predict(name: str, archive: str, data_dir: str, texts: list[str], device: str) -> float:
+    """Reviews per second through `SentimentPredictor` (tokenization included), untrained weights."""
+    cfg = compose_model(name, archive, data_dir, ["trainer.accelerator=cpu"])
+    datamodule = instantiate(cfg.data)
+    datamodule.setup("fit")
+    model = instantiate(cfg.model, _recursive_=False)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        max_epochs=0,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=data_dir,
+    )
+    trainer.fit(model, datamodule=datamodule)
+    ckpt = Path(data_dir) / f"{name}.ckpt"
+    trainer.save_checkpoint(ckpt)
+    predictor = SentimentPredictor(ckpt, device="cuda" if device == "gpu" else "cpu")
+    predictor.predict(texts[:256])  # warm-up
+    start = time.perf_counter()
+    predictor.predict(texts)
+    return round(len(texts) / (time.perf_counter() - start), 1)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--archive", default=os.environ.get("IMDB_ARCHIVE"), help="IMDB .tar.gz")
+    parser.add_argument("--models", default="lstm,bilstm,mlp", help="model configs, comma-separated")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "gpu"])
+    parser.add_argument("--batches", type=int, default=40, help="timed training batches per model")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--full-epoch", action="store_true", help="time whole epochs")
+    parser.add_argument("--predict-reviews", type=int, default=5000)
+    parser.add_argument("--skip", default="", help="parts to skip: data,models,predict")
+    parser.add_argument("--smoke", action="store_true", help="tiny settings, for CI")
+    args = parser.parse_args(argv)
+    if not args.archive:
+        parser.error("pass --archive PATH or set IMDB_ARCHIVE")
+    if args.smoke:
+        args.batches, args.warmup, args.repeats, args.predict_reviews = 2, 1, 1, 200
+    skip = set(args.skip.split(","))
+    result: dict = {"machine": machine()}
+    with tempfile.TemporaryDirectory() as data_dir:
+        if "data" not in skip:
+            result["data"] = bench_data(args.archive, args.repeats if not args.smoke else 1)
+        models = [m for m in args.models.split(",") if m]
+        if "models" not in skip:
+            result["models"] = {m: bench_model(m, args.archive, data_dir, args) for m in models}
+            result["lightning_overhead"] = max(r["lightning_overhead"] for r in result["models"].values())
+        if "predict" not in skip:
+            raw = read_reviews(Path(args.archive))
+            test = [t for t, is_test in zip(raw.texts, raw.is_test, strict=True) if is_test]
+            texts = test[:: max(1, len(test) // args.predict_reviews)][: args.predict_reviews]
+            result["predict_per_s"] = {
+                m: bench_predict(m, args.archive, data_dir, texts, args.device) for m in models
+            }
+    print(json.dumps(result, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+"""Experiments reproduce the classic tutorials; sweeps write a summary."""
+
+import csv
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra.utils import instantiate
+
+from lightning_sentiment.pipeline import train
+from lightning_sentiment.sweep_report import write_report
+
+ROOT = Path(__file__).resolve().parents[1]
+EXPERIMENTS = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))
+PUBLISHED_PARAMS = {"keras_lstm_80": 693_301, "keras_bilstm_200": 173_205, "keras_mlp": 160_305}
+
+
+def test_the_documented_experiments_exist():
+    assert EXPERIMENTS == ["keras_bilstm_200", "keras_lstm_500", "keras_lstm_80", "keras_mlp", "mlp_grid"]
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED_PARAMS))
+def test_parameter_counts_match_the_published_ones(train_cfg, name):
+    cfg = train_cfg([f"experiment={name}"])
+    cfg.data.vocab_size = {"keras_lstm_80": 20000}.get(name, 10000)  # the fixture shrinks it
+    module = instantiate(cfg.model, _recursive_=False)
+    assert sum(p.numel() for p in module.parameters()) == PUBLISHED_PARAMS[name]
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_every_experiment_runs_a_fast_dev_run(train_cfg, name):
+    small = ["data.val_size=0.25"] if name in ("keras_mlp", "mlp_grid") else []  # not 10,000 of 80
+    cfg = train_cfg([f"experiment={name}", "debug=fdr", *small])
+    metrics = train(cfg)
+    assert 0 <= metrics["test/acc"] <= 1
+
+
+def test_experiment_settings(train_cfg):
+    cfg = train_cfg(["experiment=keras_bilstm_200"])
+    assert (cfg.data.split, cfg.data.padding, cfg.data.truncating) == ("random", "post", "post")
+    assert cfg.callbacks.early_stopping.patience == 2 and cfg.model.net.bidirectional
+    grid = train_cfg(["experiment=mlp_grid"])
+    params = grid.hydra.sweeper.params
+    assert [len(str(v).split(",")) for v in params.values()] == [2, 2, 3, 3]  # 36 runs
+    assert grid.data.val_size == 10000 and grid.model.optimizer._target_ == "torch.optim.RMSprop"
+
+
+def run_multirun(tmp_path, archive, *overrides):
+    args = [
+        sys.executable,
+        str(ROOT / "train.py"),
+        "-m",
+        f"data.archive={archive}",
+        "data.vocab_size=64",
+        "data.batch_size=16",
+        "trainer.accelerator=cpu",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        f"paths.data_dir={tmp_path / 'data'}",
+        *overrides,
+    ]
+    return subprocess.run(args, capture_output=True, text=True, cwd=ROOT, timeout=600)
+
+
+@pytest.mark.slow
+def test_two_job_multirun_with_a_failing_job(tmp_path, tiny_archive):
+    # the second job fails (bad setting) but the sweep goes on and reports it
+    result = run_multirun(tmp_path, tiny_archive, "model=mlp", "trainer.max_epochs=2", "data.max_len=null,-5")
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = list(csv.DictReader((tmp_path / "sweep" / "summary.csv").open()))
+    assert [r["status"] for r in rows] == ["completed", "failed"]
+    assert rows[0]["job"] == "0" and float(rows[0]["val/acc_best"]) > 0.5
+    assert "data.max_len=-5" in rows[1]["overrides"]
+    assert json.loads((tmp_path / "sweep" / "1" / "metrics.json").read_text())["error"].startswith(
+        "data.max_len=-5"
+    )
+    assert (tmp_path / "sweep" / "summary.png").read_bytes()[:4] == b"\x89PNG"
+    assert "| job |" in (tmp_path / "sweep" / "summary.md").read_text()
+
+
+def test_report_sorts_best_first(tmp_path):
+    for job, acc in (("0", 0.7), ("1", 0.9), ("2", None)):
+        (tmp_path / job / ".hydra").mkdir(parents=True)
+        (tmp_path / job / ".hydra" / "overrides.yaml").write_text(f"- model.net.hidden_units={job}\n")
+        if acc is not None:
+            (tmp_path / job / "metrics.json").write_text(
+                json.dumps({"status": "completed", "val/acc_best": acc})
+            )
+    rows = write_report(tmp_path)
+    assert [r["job"] for r in rows] == ["1", "0", "2"] and rows[2]["status"] == "failed"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    importlib.util.find_spec("hydra_plugins.hydra_optuna_sweeper") is None,
+    reason="the Optuna sweeper is an extra: pip install -e '.[sweep]'",
+)
+def test_optuna_sweep_two_trials(tmp_path, tiny_archive):
+    result = run_multirun(
+        tmp_path,
+        tiny_archive,
+        "hparams_search=lstm_optuna",
+        "hydra.sweeper.n_trials=2",
+        "debug=fdr",
+        "data.max_len=40",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "best_value" in (tmp_path / "sweep" / "optimization_results.yaml").read_text()
+    assert len(list(csv.DictReader((tmp_path / "sweep" / "summary.csv").open()))) == 2
