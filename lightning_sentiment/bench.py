@@ -33,6 +33,8 @@ from lightning_sentiment.predict import SentimentPredictor
 
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 TRAIN_REVIEWS = 25_000
+MODELS = ("lstm", "bilstm", "mlp")
+EXPERIMENTS = ("keras_lstm_500", "keras_lstm_80", "keras_bilstm_200", "keras_mlp")
 
 
 def machine() -> dict:
@@ -61,8 +63,10 @@ def bench_data(archive: str, repeats: int) -> dict:
 
 
 def compose_model(name: str, archive: str, data_dir: str, overrides: list[str]):
+    """A model config (`lstm`) or an experiment (`keras_lstm_500`), as train.py composes it."""
+    group = "experiment" if name in EXPERIMENTS else "model"
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose(config_name="train", overrides=[f"model={name}", *overrides])
+        cfg = compose(config_name="train", overrides=[f"{group}={name}", *overrides])
     with open_dict(cfg):
         cfg.data.archive, cfg.data.data_dir = archive, data_dir
         cfg.paths = {"root_dir": data_dir, "data_dir": data_dir, "log_dir": data_dir, "output_dir": data_dir}
@@ -130,11 +134,12 @@ def _plain_seconds(cfg, datamodule, warmup: int, batches: int) -> tuple[float, i
 
 
 def bench_model(name: str, archive: str, data_dir: str, args) -> dict:
-    overrides = ["trainer.accelerator=gpu"] if args.device == "gpu" else ["trainer.accelerator=cpu"]
+    overrides = [f"trainer.accelerator={args.device}", *args.override]
     cfg = compose_model(name, archive, data_dir, overrides)
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")
-    batches = len(datamodule.train_dataloader()) - args.warmup if args.full_epoch else args.batches
+    available = len(datamodule.train_dataloader()) - args.warmup
+    batches = available if args.full_epoch else min(args.batches, available)
     reviews = batches * cfg.data.batch_size
     plain, light = [], []
     for _ in range(args.repeats):
@@ -152,9 +157,11 @@ def bench_model(name: str, archive: str, data_dir: str, args) -> dict:
     }
 
 
-def bench_predict(name: str, archive: str, data_dir: str, texts: list[str], device: str) -> float:
+def bench_predict(
+    name: str, archive: str, data_dir: str, texts: list[str], device: str, overrides=()
+) -> float:
     """Reviews per second through `SentimentPredictor` (tokenization included), untrained weights."""
-    cfg = compose_model(name, archive, data_dir, ["trainer.accelerator=cpu"])
+    cfg = compose_model(name, archive, data_dir, ["trainer.accelerator=cpu", *overrides])
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")
     model = instantiate(cfg.model, _recursive_=False)
@@ -179,7 +186,7 @@ def bench_predict(name: str, archive: str, data_dir: str, texts: list[str], devi
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--archive", default=os.environ.get("IMDB_ARCHIVE"), help="IMDB .tar.gz")
-    parser.add_argument("--models", default="lstm,bilstm,mlp", help="model configs, comma-separated")
+    parser.add_argument("--models", default=",".join(MODELS + EXPERIMENTS), help="configs, comma-separated")
     parser.add_argument("--device", default="cpu", choices=["cpu", "gpu"])
     parser.add_argument("--batches", type=int, default=40, help="timed training batches per model")
     parser.add_argument("--warmup", type=int, default=3)
@@ -188,6 +195,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--predict-reviews", type=int, default=5000)
     parser.add_argument("--skip", default="", help="parts to skip: data,models,predict")
     parser.add_argument("--smoke", action="store_true", help="tiny settings, for CI")
+    parser.add_argument(
+        "--override", nargs="*", default=[], help="extra Hydra overrides, e.g. data.batch_size=8"
+    )
     args = parser.parse_args(argv)
     if not args.archive:
         parser.error("pass --archive PATH or set IMDB_ARCHIVE")
@@ -207,7 +217,9 @@ def main(argv: list[str] | None = None) -> dict:
             test = [t for t, is_test in zip(raw.texts, raw.is_test, strict=True) if is_test]
             texts = test[:: max(1, len(test) // args.predict_reviews)][: args.predict_reviews]
             result["predict_per_s"] = {
-                m: bench_predict(m, args.archive, data_dir, texts, args.device) for m in models
+                m: bench_predict(m, args.archive, data_dir, texts, args.device, args.override)
+                for m in models
+                if m in MODELS
             }
     print(json.dumps(result, indent=2))
     return result

@@ -1,0 +1,23 @@
+from lightning_sentiment import bench
+
+
+def test_bench_smoke(tiny_archive, capsys):
+    result = bench.main(
+        [
+            "--archive",
+            str(tiny_archive),
+            "--smoke",
+            "--models",
+            "lstm,keras_mlp",
+            "--override",
+            "data.batch_size=8",
+            "data.vocab_size=64",
+            "data.val_size=0.1",
+        ]
+    )
+    assert set(result) == {"machine", "data", "models", "lightning_overhead", "predict_per_s"}
+    assert result["data"]["cold_s"] > result["data"]["warm_s"] > 0
+    lstm = result["models"]["lstm"]
+    assert lstm["epoch_s"] > 0 and lstm["tokens_per_s"] > 0 and 0 <= lstm["padding_share"] < 1
+    assert lstm["lightning_overhead"] > 0 and set(result["predict_per_s"]) == {"lstm"}
+    assert '"machine"' in capsys.readouterr().out
