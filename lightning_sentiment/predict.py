@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from lightning_sentiment.checkpointing import DATA_STATE_KEY, load_checkpoint
+from lightning_sentiment.data.ngrams import bigram_tokens
 from lightning_sentiment.data.text import Tokenizer, Vocabulary, pad_sequences, truncate
 from lightning_sentiment.errors import SentimentError
 from lightning_sentiment.models import SentimentClassifier
@@ -44,6 +45,7 @@ class SentimentPredictor:
         prep = data["preprocessing"]
         self.tokenizer = Tokenizer(prep["lowercase"], prep["filters"], prep["strip_html"])
         self.max_len, self.padding, self.truncating = prep["max_len"], prep["padding"], prep["truncating"]
+        self.ngrams = prep.get("ngrams", 1)
         hp = ckpt["hyper_parameters"]
         self.model = SentimentClassifier(net=hp["net"], optimizer=hp["optimizer"], loss=hp.get("loss", "bce"))
         self.model.load_state_dict(ckpt["state_dict"])
@@ -54,9 +56,11 @@ class SentimentPredictor:
     def encode(self, text: str) -> tuple[np.ndarray, int, int]:
         """(ids truncated like training, token count, known-token count)."""
         tokens = self.tokenizer.tokenize(text)
-        ids = self.vocab.encode(tokens)
-        known = int((ids != (self.vocab.oov_id or -1)).sum())
-        return truncate(ids, self.max_len, self.truncating), len(tokens), known
+        n_words = len(tokens)
+        if self.ngrams == 2:
+            tokens += bigram_tokens(tokens)
+        known = sum(t in self.vocab.index for t in tokens)  # words (and bigrams) in the vocabulary
+        return truncate(self.vocab.encode(tokens), self.max_len, self.truncating), n_words, known
 
     @torch.no_grad()
     def predict_proba(self, encoded: list[np.ndarray]) -> np.ndarray:

@@ -211,3 +211,22 @@ def test_bad_settings_fail_fast(tmp_path, kwargs, key):
 def test_val_size_larger_than_train(tmp_path, tiny_archive):
     with pytest.raises(SentimentError, match="data.val_size"):
         make_dm(tmp_path, archive=str(tiny_archive), val_size=5000).setup()
+
+
+def test_bigrams_encode_like_prediction(tmp_path, tiny_archive):
+    from lightning_sentiment.data.imdb import read_reviews
+    from lightning_sentiment.data.ngrams import bigram_tokens
+
+    dm = make_dm(tmp_path, archive=str(tiny_archive), vocab_size=400, ngrams=2, max_len=None)
+    dm.setup()
+    bigrams = [w for w in dm.vocab.words if " " in w]
+    assert bigrams and len(dm.vocab) <= 400
+    texts = read_reviews(tiny_archive).texts
+    for i in dm.splits["test"].indices[:5]:
+        tokens = dm.tokenizer.tokenize(texts[i])
+        expected = dm.vocab.encode(tokens + bigram_tokens(tokens))
+        position = list(dm.splits["test"].indices).index(i)
+        assert dm.splits["test"][position][0].tolist() == expected.tolist()
+    assert dm.stats["splits"]["train"]["oov_rate"] == 0  # the stats count words, not bigrams
+    with pytest.raises(SentimentError, match="data.ngrams"):
+        make_dm(tmp_path, ngrams=3)
