@@ -50,6 +50,8 @@ def test_train_mlp_learns_and_checkpoint_reevaluates(train_cfg, tmp_path):
             "model=mlp",
             "trainer.max_epochs=15",
             "model.optimizer.lr=0.01",
+            "model.net.dropout=0.0",
+            "data.ngrams=1",
             "callbacks.early_stopping.patience=20",
             "callbacks.model_checkpoint.monitor=val/loss",
             "callbacks.model_checkpoint.mode=min",
