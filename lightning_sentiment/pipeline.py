@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from pytorch_lightning.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.loggers import Logger, TensorBoardLogger
 from pytorch_lightning.utilities.model_summary import ModelSummary
@@ -30,6 +32,7 @@ from lightning_sentiment.reports import MetricsHistory, write_run_reports
 
 log = logging.getLogger(__name__)
 FINAL_METRICS = ("test/acc", "test/loss", "val/acc_best")
+DDP_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
 
 
 def instantiate_loggers(cfg: DictConfig | None) -> list[Logger]:
@@ -45,6 +48,23 @@ def instantiate_callbacks(cfg: DictConfig | None, has_logger: bool) -> list[Call
 
 def train(cfg: DictConfig) -> dict:
     """Fit (if `cfg.train`), then test the best checkpoint (if `cfg.test`); returns metrics."""
+    env_before = {k: os.environ.get(k) for k in DDP_ENV}
+    try:
+        return _train(cfg)
+    finally:
+        # A sweep runs its next job in this process: a DDP job must leave neither its
+        # process group nor Lightning's LOCAL_RANK & co. behind, or the next job would
+        # take them for an external launcher and never start its own processes.
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+        for key, value in env_before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _train(cfg: DictConfig) -> dict:
     configure_threads(cfg.get("threads"))
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
@@ -60,6 +80,7 @@ def train(cfg: DictConfig) -> dict:
     loggers = instantiate_loggers(cfg.get("logger"))
     callbacks = instantiate_callbacks(cfg.get("callbacks"), has_logger=bool(loggers))
     history = MetricsHistory()
+    relaunch_ddp_children_as_this_job()
     trainer = instantiate(
         cfg.trainer, callbacks=[*callbacks, history], logger=loggers or False, plugins=[AtomicCheckpointIO()]
     )
@@ -70,7 +91,7 @@ def train(cfg: DictConfig) -> dict:
         try:
             trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
         except (KeyboardInterrupt, SystemExit):  # Lightning turns Ctrl-C into sys.exit(1)
-            if trainer.interrupted:
+            if trainer.interrupted and trainer.is_global_zero:
                 _save_interrupted(trainer, metrics, start, output_dir)
             raise
         metrics.update(_fit_metrics(trainer, start))
@@ -81,17 +102,22 @@ def train(cfg: DictConfig) -> dict:
             log.warning("No best checkpoint (checkpointing off): testing the last weights")
         trainer.test(model, datamodule=datamodule, ckpt_path=ckpt)
         metrics.update(_scalars(trainer.callback_metrics, prefix="test/"))
+        predictions = model.test_predictions()  # all ranks: it gathers under DDP
         if trainer.is_global_zero and not trainer.fast_dev_run:
-            metrics.update(write_run_reports(trainer, model, datamodule, history, output_dir))
+            metrics.update(write_run_reports(trainer, predictions, datamodule, history, output_dir))
     metrics["best_model_path"] = best
+    if trainer.is_global_zero:  # one set of files, whatever the number of processes
+        _write_run_files(cfg, datamodule, model, loggers, metrics, output_dir)
+    return metrics
 
+
+def _write_run_files(cfg, datamodule, model, loggers, metrics: dict, output_dir: Path) -> None:
     if datamodule.vocab is not None:
         atomic_write_text(output_dir / "vocab.txt", "\n".join(datamodule.vocab.words) + "\n")
         atomic_write_json(output_dir / "data_stats.json", datamodule.stats)
     _log_hparams(cfg, model, loggers, metrics)
     atomic_write_json(output_dir / "metrics.json", metrics)
     log.info("Metrics: %s", metrics)
-    return metrics
 
 
 def configure_threads(threads: int | None) -> int:
@@ -105,6 +131,18 @@ def configure_threads(threads: int | None) -> int:
         threads = max(1, cores // jobs)
     torch.set_num_threads(threads)
     return threads
+
+
+def relaunch_ddp_children_as_this_job() -> None:
+    """Lightning's DDP starts each extra process by re-running `sys.argv`. Inside a
+    multirun that command is the whole sweep (`-m a,b,c`): make it this job alone,
+    writing into this job's dir, so a DDP sweep runs each job once."""
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return
+    hydra_cfg = HydraConfig.get()
+    sys.argv = [sys.argv[0], *hydra_cfg.overrides.task]
+    with read_write(hydra_cfg), open_dict(hydra_cfg):
+        hydra_cfg.run.dir = hydra_cfg.runtime.output_dir  # Lightning passes run.dir on
 
 
 def resolve_ckpt_path(ckpt_path: str | None, output_dir: Path) -> str | None:

@@ -92,9 +92,20 @@ class SentimentClassifier(pl.LightningModule):
         self.test_outputs.append((batch[2].cpu(), probs.detach().float().cpu()))  # for the reports
 
     def test_predictions(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(corpus indices, P(positive)) of the last test run."""
-        index, probs = zip(*self.test_outputs, strict=True)
-        return torch.cat(index), torch.cat(probs)
+        """(corpus indices, P(positive)) of the last test run, from every rank.
+
+        Under DDP all ranks must call this (it gathers); shards may differ in size.
+        """
+        index, probs = (torch.cat(t) for t in zip(*self.test_outputs, strict=True))
+        if self.trainer.world_size == 1:
+            return index, probs
+        sizes = self.all_gather(torch.tensor(len(index), device=self.device))  # (world,)
+        width = int(sizes.max())
+        padded = torch.full((width, 2), -1.0, dtype=torch.float64, device=self.device)
+        padded[: len(index)] = torch.stack([index.double(), probs.double()], dim=1).to(self.device)
+        gathered = self.all_gather(padded).reshape(-1, width, 2)  # (world, width, 2)
+        rows = torch.cat([g[:n] for g, n in zip(gathered, sizes.tolist(), strict=True)]).cpu()
+        return rows[:, 0].long(), rows[:, 1].float()
 
     def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
         return torch.sigmoid(self(batch[0]).float())
