@@ -28,7 +28,7 @@ from lightning_sentiment.checkpointing import (
 from lightning_sentiment.data import SentimentDataModule, Vocabulary
 from lightning_sentiment.errors import SentimentError
 from lightning_sentiment.models import SentimentClassifier
-from lightning_sentiment.reports import MetricsHistory, write_run_reports
+from lightning_sentiment.reports import write_run_reports
 
 log = logging.getLogger(__name__)
 FINAL_METRICS = ("test/acc", "test/loss", "val/acc_best")
@@ -79,10 +79,9 @@ def _train(cfg: DictConfig) -> dict:
             _check_resumable(datamodule, ckpt_path)
     loggers = instantiate_loggers(cfg.get("logger"))
     callbacks = instantiate_callbacks(cfg.get("callbacks"), has_logger=bool(loggers))
-    history = MetricsHistory()
     relaunch_ddp_children_as_this_job()
     trainer = instantiate(
-        cfg.trainer, callbacks=[*callbacks, history], logger=loggers or False, plugins=[AtomicCheckpointIO()]
+        cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()]
     )
 
     metrics: dict = {"status": "completed"}
@@ -104,7 +103,9 @@ def _train(cfg: DictConfig) -> dict:
         metrics.update(_scalars(trainer.callback_metrics, prefix="test/"))
         predictions = model.test_predictions()  # all ranks: it gathers under DDP
         if trainer.is_global_zero and not trainer.fast_dev_run:
-            metrics.update(write_run_reports(trainer, predictions, datamodule, history, output_dir))
+            metrics.update(
+                write_run_reports(trainer, predictions, datamodule, sorted_history(model), output_dir)
+            )
     metrics["best_model_path"] = best
     if trainer.is_global_zero:  # one set of files, whatever the number of processes
         _write_run_files(cfg, datamodule, model, loggers, metrics, output_dir)
@@ -222,6 +223,10 @@ def _flatten(tree: dict, prefix: str = "") -> dict:
         else:
             flat[f"{prefix}{key}"] = value
     return flat
+
+
+def sorted_history(model: SentimentClassifier) -> list[dict]:
+    return [model.history[epoch] for epoch in sorted(model.history)]
 
 
 def _best_checkpoint(trainer: pl.Trainer) -> str | None:

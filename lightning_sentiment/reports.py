@@ -20,20 +20,6 @@ from pytorch_lightning.loggers import TensorBoardLogger  # noqa: E402
 
 from lightning_sentiment.checkpointing import atomic_write_text  # noqa: E402
 
-CURVE_KEYS = ("train/loss", "val/loss", "train/acc", "val/acc")
-
-
-class MetricsHistory(pl.Callback):
-    """Keeps each epoch's train and validation metrics for `curves.png`."""
-
-    def __init__(self) -> None:
-        self.epochs: list[dict] = []
-
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        row = {"epoch": trainer.current_epoch + 1}
-        row.update({k: float(v) for k, v in trainer.callback_metrics.items() if k in CURVE_KEYS})
-        self.epochs.append(row)
-
 
 def plot_curves(history: list[dict], path: Path) -> None:
     """Loss and accuracy per epoch, train against validation."""
@@ -125,9 +111,7 @@ def save_figure(fig, path: Path, close: bool = True) -> None:
         plt.close(fig)
 
 
-def write_run_reports(
-    trainer: pl.Trainer, predictions, datamodule, history: MetricsHistory, out: Path
-) -> dict:
+def write_run_reports(trainer: pl.Trainer, predictions, datamodule, history: list[dict], out: Path) -> dict:
     """All report files of a tested run; returns the confusion counts for metrics.json.
 
     `predictions`: (corpus indices, P(positive)) of the whole test set.
@@ -135,8 +119,8 @@ def write_run_reports(
     from lightning_sentiment.data import imdb
     from lightning_sentiment.data.stats import review_names
 
-    if history.epochs:
-        plot_curves(history.epochs, out / "curves.png")
+    if history:
+        plot_curves(history, out / "curves.png")
     index, probs = (t.numpy() for t in predictions)
     corpus = datamodule.corpus
     labels = corpus.labels[index].astype(int)

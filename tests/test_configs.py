@@ -16,7 +16,7 @@ TRAINERS = sorted(p.stem for p in (CONF / "trainer").glob("*.yaml"))
 
 def test_config_groups_are_the_documented_ones():
     assert MODELS == ["bilstm", "lstm", "mlp"]
-    assert TRAINERS == ["cpu", "default", "gpu"]
+    assert TRAINERS == ["cpu", "ddp", "default", "gpu"]
 
 
 @pytest.mark.parametrize("model", MODELS)
@@ -36,6 +36,9 @@ def test_every_model_and_trainer_instantiates(train_cfg, model, trainer):
     if trainer == "gpu" and not torch.cuda.is_available():
         assert cfg.trainer.accelerator == "gpu"
         pytest.skip("trainer=gpu composes; instantiating it needs a GPU")
+    if trainer == "ddp":
+        assert cfg.trainer.strategy == "ddp" and not cfg.trainer.use_distributed_sampler
+        cfg.trainer.accelerator = "cpu"
     assert isinstance(instantiate(cfg.trainer), pl.Trainer)
 
 

@@ -67,7 +67,15 @@ def run_multirun(tmp_path, archive, *overrides):
 @pytest.mark.slow
 def test_two_job_multirun_with_a_failing_job(tmp_path, tiny_archive):
     # the second job fails (bad setting) but the sweep goes on and reports it
-    result = run_multirun(tmp_path, tiny_archive, "model=mlp", "trainer.max_epochs=2", "data.max_len=null,-5")
+    result = run_multirun(
+        tmp_path,
+        tiny_archive,
+        "model=mlp",
+        "trainer.max_epochs=2",
+        "data.ngrams=1",
+        "model.optimizer.lr=0.01",
+        "data.max_len=null,-5",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     rows = list(csv.DictReader((tmp_path / "sweep" / "summary.csv").open()))
     assert [r["status"] for r in rows] == ["completed", "failed"]

@@ -126,7 +126,7 @@ def test_odd_reviews_empty_invalid_utf8_huge(tmp_path):
     from lightning_sentiment.models import LSTMClassifier, MultiHotMLP
 
     batch = next(iter(dm.train_dataloader()))[0]
-    for net in (LSTMClassifier(50, 4, 4), MultiHotMLP(50, [4])):
+    for net in (LSTMClassifier(50, 4, 4), MultiHotMLP(50, hidden_dims=[4])):
         assert torch.isfinite(net(batch)).all()
 
 
