@@ -18,9 +18,9 @@ from pytorch_lightning.callbacks import Callback, LearningRateMonitor, ModelChec
 from pytorch_lightning.loggers import Logger, TensorBoardLogger
 from pytorch_lightning.utilities.model_summary import ModelSummary
 
+from lightning_sentiment.checkpoint_io import AtomicCheckpointIO
 from lightning_sentiment.checkpointing import (
     DATA_STATE_KEY,
-    AtomicCheckpointIO,
     atomic_write_json,
     atomic_write_text,
     load_checkpoint,
@@ -107,6 +107,7 @@ def _train(cfg: DictConfig) -> dict:
                 write_run_reports(trainer, predictions, datamodule, sorted_history(model), output_dir)
             )
     metrics["best_model_path"] = best
+    metrics["history"] = sorted_history(model)  # per-epoch train/val figures (curves.png)
     if trainer.is_global_zero:  # one set of files, whatever the number of processes
         _write_run_files(cfg, datamodule, model, loggers, metrics, output_dir)
     return metrics

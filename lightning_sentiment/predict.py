@@ -11,6 +11,7 @@ The checkpoint alone is enough: it carries the vocabulary and preprocessing.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from dataclasses import asdict, dataclass
@@ -23,7 +24,12 @@ from lightning_sentiment.checkpointing import DATA_STATE_KEY, load_checkpoint
 from lightning_sentiment.data.ngrams import bigram_tokens
 from lightning_sentiment.data.text import Tokenizer, Vocabulary, pad_sequences, truncate
 from lightning_sentiment.errors import SentimentError
-from lightning_sentiment.models import SentimentClassifier
+
+
+def build_net(cfg: dict) -> torch.nn.Module:
+    """The network from its `_target_` config, without Hydra or Lightning (fast start-up)."""
+    module, _, name = cfg["_target_"].rpartition(".")
+    return getattr(importlib.import_module(module), name)(**{k: v for k, v in cfg.items() if k[0] != "_"})
 
 
 @dataclass
@@ -46,11 +52,12 @@ class SentimentPredictor:
         self.tokenizer = Tokenizer(prep["lowercase"], prep["filters"], prep["strip_html"])
         self.max_len, self.padding, self.truncating = prep["max_len"], prep["padding"], prep["truncating"]
         self.ngrams = prep.get("ngrams", 1)
-        hp = ckpt["hyper_parameters"]
-        self.model = SentimentClassifier(net=hp["net"], optimizer=hp["optimizer"], loss=hp.get("loss", "bce"))
-        self.model.load_state_dict(ckpt["state_dict"])
+        self.net = build_net(ckpt["hyper_parameters"]["net"])
+        prefix = "net."  # the LightningModule holds the network as `net`
+        weights = {k[len(prefix) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
+        self.net.load_state_dict(weights)
         self.device = torch.device(device)
-        self.model.to(self.device).eval()
+        self.net.to(self.device).eval()
         self.batch_size = batch_size
 
     def encode(self, text: str) -> tuple[np.ndarray, int, int]:
@@ -71,7 +78,7 @@ class SentimentPredictor:
             chunk = order[start : start + self.batch_size]
             width = max(1, max(len(encoded[i]) for i in chunk))
             tokens = pad_sequences([encoded[i] for i in chunk], maxlen=width, padding=self.padding)
-            logits = self.model(torch.from_numpy(tokens).to(self.device)).float()
+            logits = self.net(torch.from_numpy(tokens).to(self.device)).float()
             probs[chunk] = torch.sigmoid(logits).cpu().numpy()
         return probs
 

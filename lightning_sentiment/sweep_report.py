@@ -80,7 +80,7 @@ def _plot(rows: list[dict], path: Path) -> None:
     from lightning_sentiment.reports import plt, save_figure
 
     shown = rows[:40]
-    labels = [f"{r['job']}: {r['overrides'][:60]}" for r in shown]
+    labels = [f"{r['job']}: {label}" for r, label in zip(shown, _short_labels(shown), strict=True)]
     fig, ax = plt.subplots(figsize=(10, 1.2 + 0.32 * len(shown)))
     y = range(len(shown))
     for offset, key, color in ((-0.2, "val/acc_best", "tab:blue"), (0.2, "test/acc", "tab:orange")):
@@ -89,7 +89,7 @@ def _plot(rows: list[dict], path: Path) -> None:
     ax.set_yticks(list(y), labels, fontsize=8)
     ax.invert_yaxis()  # best at the top
     finite = [_number(r[k]) for r in shown for k in ("val/acc_best", "test/acc") if _number(r[k]) > 0]
-    ax.set_xlim(max(0.0, min(finite, default=0.5) - 0.02), 1.0)
+    ax.set_xlim(max(0.0, min(finite, default=0.5) - 0.02), min(1.0, max(finite, default=1.0) + 0.01))
     ax.set_xlabel("accuracy")
     ax.set_title(
         f"Sweep: {len(rows)} jobs, best first ({sum(r['status'] != 'completed' for r in rows)} failed)"
@@ -98,6 +98,18 @@ def _plot(rows: list[dict], path: Path) -> None:
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     save_figure(fig, path)
+
+
+def _short_labels(rows: list[dict]) -> list[str]:
+    """Only the overrides that differ between jobs, keys cut to their last part."""
+    split = [r["overrides"].split() for r in rows]
+    common = set.intersection(*(set(o) for o in split)) if split else set()
+    return [
+        " ".join(
+            f"{k.rsplit('.', 1)[-1]}={v}" for k, _, v in (o.partition("=") for o in ov if o not in common)
+        )
+        for ov in split
+    ]
 
 
 class SweepReport(Callback):

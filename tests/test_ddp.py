@@ -2,17 +2,14 @@
 
 import csv
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch.distributed as dist
 
 from lightning_sentiment.data.batching import BucketBatchSampler
+from tests.helpers import run_train_py
 
-ROOT = Path(__file__).resolve().parents[1]
 DDP = [
     "trainer=ddp",
     "trainer.accelerator=cpu",
@@ -50,23 +47,24 @@ def test_sampler_shards_per_rank(monkeypatch, shuffle):
         assert sorted(seen) == list(range(203))
 
 
-def run(args, cwd):
-    return subprocess.run(
-        [sys.executable, str(ROOT / "train.py"), *args], capture_output=True, text=True, cwd=cwd, timeout=600
-    )
+def sweep_tail(tmp_path, archive) -> list[str]:
+    """A 2-job sweep on the tiny archive, writing under tmp_path."""
+    return [
+        "model.net.hidden_units=4,8",
+        f"data.archive={archive}",
+        f"paths.data_dir={tmp_path / 'data'}",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+    ]
 
 
 @pytest.mark.slow
 def test_two_process_ddp_run_writes_one_run_dir(tmp_path, tiny_archive):
-    result = run(
-        [
-            *DDP,
-            f"data.archive={tiny_archive}",
-            f"paths.data_dir={tmp_path / 'data'}",
-            f"hydra.run.dir={tmp_path / 'run'}",
-        ],
-        cwd=tmp_path,
-    )
+    where = [
+        f"data.archive={tiny_archive}",
+        f"paths.data_dir={tmp_path / 'data'}",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    ]
+    result = run_train_py(*DDP, *where, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "run"]  # no second run dir
     run_dir = tmp_path / "run"
@@ -83,17 +81,7 @@ def test_two_process_ddp_run_writes_one_run_dir(tmp_path, tiny_archive):
 
 @pytest.mark.slow
 def test_ddp_multirun_runs_each_job_once(tmp_path, tiny_archive):
-    result = run(
-        [
-            "-m",
-            *DDP,
-            "model.net.hidden_units=4,8",
-            f"data.archive={tiny_archive}",
-            f"paths.data_dir={tmp_path / 'data'}",
-            f"hydra.sweep.dir={tmp_path / 'sweep'}",
-        ],
-        cwd=tmp_path,
-    )
+    result = run_train_py("-m", *DDP, *sweep_tail(tmp_path, tiny_archive), cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "sweep"]
     jobs = sorted(p.name for p in (tmp_path / "sweep").iterdir() if p.is_dir())
@@ -114,18 +102,9 @@ def test_sweep_launchers(tmp_path, tiny_archive, launcher):
     plugin = {"submitit_local": "hydra_submitit_launcher", "joblib_local": "hydra_joblib_launcher"}[launcher]
     if not _has(plugin):
         pytest.skip(f"{plugin} is in the [sweep] extra: pip install -e '.[sweep]'")
-    result = run(
-        [
-            "-m",
-            f"hydra/launcher={launcher}",
-            *DDP[3:],
-            "trainer.accelerator=cpu",
-            "model.net.hidden_units=4,8",
-            f"data.archive={tiny_archive}",
-            f"paths.data_dir={tmp_path / 'data'}",
-            f"hydra.sweep.dir={tmp_path / 'sweep'}",
-        ],
-        cwd=tmp_path,
+    single_process = [*DDP[3:], "trainer.accelerator=cpu"]
+    result = run_train_py(
+        "-m", f"hydra/launcher={launcher}", *single_process, *sweep_tail(tmp_path, tiny_archive), cwd=tmp_path
     )
     assert result.returncode == 0, result.stderr[-3000:]
     rows = list(csv.DictReader((tmp_path / "sweep" / "summary.csv").open()))

@@ -3,8 +3,6 @@
 import csv
 import importlib.util
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +10,7 @@ from hydra.utils import instantiate
 
 from lightning_sentiment.pipeline import train
 from lightning_sentiment.sweep_report import write_report
+from tests.helpers import run_train_py
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))
@@ -49,19 +48,13 @@ def test_experiment_settings(train_cfg):
 
 
 def run_multirun(tmp_path, archive, *overrides):
-    args = [
-        sys.executable,
-        str(ROOT / "train.py"),
-        "-m",
+    small = ["data.vocab_size=64", "data.batch_size=16", "trainer.accelerator=cpu"]
+    where = [
         f"data.archive={archive}",
-        "data.vocab_size=64",
-        "data.batch_size=16",
-        "trainer.accelerator=cpu",
         f"hydra.sweep.dir={tmp_path / 'sweep'}",
         f"paths.data_dir={tmp_path / 'data'}",
-        *overrides,
     ]
-    return subprocess.run(args, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    return run_train_py("-m", *small, *where, *overrides, cwd=ROOT)
 
 
 @pytest.mark.slow

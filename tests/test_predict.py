@@ -28,21 +28,21 @@ def trained(tmp_path_factory, tiny_archive):
 
 
 def test_predictions_match_the_lightning_module(trained, tiny_archive):
-    metrics, _ = trained
+    metrics = trained[0]
     predictor = SentimentPredictor(metrics["best_model_path"])
     texts = read_reviews(tiny_archive).texts[:12]
     preds = predictor.predict(texts)
     for text, pred in zip(texts, preds, strict=True):
         ids, _, _ = predictor.encode(text)
         with torch.no_grad():
-            p = torch.sigmoid(predictor.model(torch.from_numpy(ids)[None]))[0].item()
+            p = torch.sigmoid(predictor.net(torch.from_numpy(ids)[None]))[0].item()
         assert pred.p_positive == pytest.approx(round(p, 4), abs=1e-4)
         assert pred.label == ("positive" if p >= 0.5 else "negative")
         assert 0 < pred.known_tokens <= pred.tokens and pred.note == ""
 
 
 def test_report_files_are_consistent(trained):
-    metrics, run = trained
+    metrics, run = trained[:2]
     matrix = np.array(metrics["test/confusion"])
     assert matrix.sum() == 80 and np.trace(matrix) / 80 == pytest.approx(metrics["test/acc"])
     rows = list(csv.DictReader(io.StringIO((run / "test_predictions.csv").read_text())))
@@ -54,6 +54,9 @@ def test_report_files_are_consistent(trained):
     stats = json.loads((run / "data_stats.json").read_text())
     assert stats["splits"]["test"]["reviews"] == 80 and stats["splits"]["test"]["oov_rate"] > 0
     assert stats["splits"]["train"]["oov_rate"] == 0  # every training word fits the vocabulary
+    # the curves cover every epoch, not just those up to the best checkpoint used for testing
+    assert [row["epoch"] for row in metrics["history"]] == [1, 2, 3]
+    assert all(0 <= row[k] <= 1 for row in metrics["history"] for k in ("train/acc", "val/acc"))
     for picture in ("curves.png", "confusion_matrix.png"):
         assert (run / picture).read_bytes()[:4] == b"\x89PNG"
 

@@ -2,8 +2,6 @@
 
 import json
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +12,7 @@ from lightning_sentiment import SentimentError
 from lightning_sentiment.data import SentimentDataModule
 from lightning_sentiment.pipeline import train
 from tests.conftest import write_tiny_imdb
+from tests.helpers import run_train_py
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = [
@@ -30,17 +29,13 @@ SMALL = [
 ]
 
 
-def run_train(run_dir: Path, archive: Path, *extra: str) -> subprocess.CompletedProcess:
-    args = [
-        sys.executable,
-        str(ROOT / "train.py"),
-        *SMALL,
+def run_train(run_dir: Path, archive: Path, *extra: str):
+    where = [
         f"data.archive={archive}",
         f"hydra.run.dir={run_dir}",
         f"paths.data_dir={run_dir.parent / 'data'}",
-        *extra,
     ]
-    return subprocess.run(args, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    return run_train_py(*SMALL, *where, *extra, cwd=ROOT)
 
 
 def killer(signal_name: str, epoch: int = 1, batch: int = 2) -> list[str]:

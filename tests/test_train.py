@@ -1,13 +1,11 @@
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 from lightning_sentiment.pipeline import train
+from tests.helpers import run_train_py
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -79,16 +77,8 @@ def test_fast_dev_run_without_callbacks_or_logger(train_cfg):
     assert metrics["best_model_path"] is None and 0 <= metrics["test/acc"] <= 1
 
 
-def cli(*args, env_extra=None, cwd=None):
-    env = {**os.environ, **(env_extra or {})}
-    return subprocess.run(
-        [sys.executable, str(ROOT / "train.py"), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=cwd,
-        timeout=300,
-    )
+def cli(*args, cwd):
+    return run_train_py(*args, cwd=cwd)
 
 
 @pytest.mark.slow

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.trainer.states import TrainerFn
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import BinaryAccuracy
 
@@ -166,7 +167,8 @@ class SentimentClassifier(pl.LightningModule):
         }
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        self.history = {row["epoch"] - 1: row for row in checkpoint.get("history", [])}
+        if self._trainer is None or self.trainer.state.fn == TrainerFn.FITTING:  # resuming, not testing
+            self.history = {row["epoch"] - 1: row for row in checkpoint.get("history", [])}
         states = checkpoint.get("rng_states")
         if not states:
             return
