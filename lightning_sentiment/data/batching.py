@@ -1,0 +1,122 @@
+"""Datasets of encoded reviews, length-aware batching and padding collation."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import Dataset, Sampler
+
+from lightning_sentiment.data.text import pad_sequences, truncate
+
+
+class EncodedReviews(Dataset):
+    """Reviews of one split as vocabulary ids, truncated to `max_len` on access."""
+
+    def __init__(
+        self,
+        ids: np.ndarray,
+        offsets: np.ndarray,
+        labels: np.ndarray,
+        indices: np.ndarray,
+        max_len: int | None,
+        truncating: str,
+    ) -> None:
+        self.ids, self.offsets, self.labels = ids, offsets, labels
+        self.indices = indices  # positions in the corpus, kept for reports
+        self.max_len, self.truncating = max_len, truncating
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def lengths(self) -> np.ndarray:
+        """Token count of every review after truncation."""
+        full = self.offsets[self.indices + 1] - self.offsets[self.indices]
+        return full if self.max_len is None else np.minimum(full, self.max_len)
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, int, int]:
+        j = self.indices[i]
+        seq = truncate(self.ids[self.offsets[j] : self.offsets[j + 1]], self.max_len, self.truncating)
+        return seq, int(self.labels[j]), int(j)
+
+
+class PadCollate:
+    """Pads a batch only to its longest review (Keras `pad_sequences` semantics otherwise)."""
+
+    def __init__(self, padding: str = "pre") -> None:
+        self.padding = padding
+
+    def __call__(self, batch: list[tuple[np.ndarray, int, int]]):
+        seqs, labels, index = zip(*batch, strict=True)
+        width = max(1, max(len(s) for s in seqs))  # an all-empty batch still has one step
+        tokens = pad_sequences(seqs, maxlen=width, padding=self.padding)
+        return (
+            torch.from_numpy(tokens),  # (B, T) int64, 0 = padding
+            torch.tensor(labels, dtype=torch.float32),  # (B,)
+            torch.tensor(index, dtype=torch.int64),  # (B,) corpus positions
+        )
+
+
+class BucketBatchSampler(Sampler[list[int]]):
+    """Batches of similar length so little compute goes to padding.
+
+    Each epoch: shuffle, cut into pools of `pool_batches` batches, sort each pool by
+    length, split into batches, shuffle the batches. Without shuffling, batches are
+    cut from the reviews sorted by length (evaluation: minimal padding).
+
+    Under torch.distributed every rank builds the same batches from the same seed and
+    keeps every world_size-th one (evaluation: every world_size-th review), its own
+    shard: no DistributedSampler needed.
+    """
+
+    def __init__(
+        self,
+        lengths: np.ndarray,
+        batch_size: int,
+        shuffle: bool,
+        seed: int = 0,
+        pool_batches: int = 50,
+        drop_last: bool = False,
+    ) -> None:
+        self.lengths = np.asarray(lengths)
+        self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
+        self.pool = batch_size * pool_batches
+        self.drop_last = drop_last
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Lightning calls this each epoch so shuffles differ but stay reproducible."""
+        self.epoch = epoch
+
+    def _batches(self) -> list[np.ndarray]:
+        rank, world = _rank_and_world()
+        if not self.shuffle:  # evaluation: every review once, every rank some (interleaved)
+            return self._cut(np.argsort(self.lengths, kind="stable")[rank::world])
+        rng = np.random.default_rng((self.seed, self.epoch))
+        order = rng.permutation(len(self.lengths))
+        batches = []
+        for start in range(0, len(order), self.pool):
+            pool = order[start : start + self.pool]
+            batches += self._cut(pool[np.argsort(self.lengths[pool], kind="stable")])
+        batches = [batches[i] for i in rng.permutation(len(batches))]
+        # Training: every rank takes the same number of steps, so a remainder is dropped.
+        return batches[: len(batches) // world * world][rank::world]
+
+    def _cut(self, order: np.ndarray) -> list[np.ndarray]:
+        batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        if self.drop_last and batches and len(batches[-1]) < self.batch_size:
+            batches.pop()
+        return batches
+
+    def __iter__(self):
+        for batch in self._batches():
+            yield batch.tolist()
+
+    def __len__(self) -> int:
+        return len(self._batches())
+
+
+def _rank_and_world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1

@@ -1,0 +1,205 @@
+"""`SentimentDataModule`: IMDB reading, tokenization, vocabulary, splits and batching."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader
+
+from lightning_sentiment.data import imdb
+from lightning_sentiment.data.batching import BucketBatchSampler, EncodedReviews, PadCollate
+from lightning_sentiment.data.corpus import Corpus, load_or_build
+from lightning_sentiment.data.ngrams import with_bigrams
+from lightning_sentiment.data.splits import split_indices
+from lightning_sentiment.data.stats import data_stats
+from lightning_sentiment.data.text import KERAS_FILTERS, Tokenizer, Vocabulary
+from lightning_sentiment.errors import SentimentError
+
+log = logging.getLogger(__name__)
+
+
+class SentimentDataModule(pl.LightningDataModule):
+    """IMDB as padded id batches; every preprocessing knob of the Keras tutorials.
+
+    `vocab_size` counts every id, padding (0) and OOV (1) included, like Keras'
+    `num_words`; without `oov_token`, unknown words are dropped as Keras does.
+    """
+
+    def __init__(
+        self,
+        data_dir: str = "data",
+        archive: str | None = None,
+        download_url: str = imdb.OFFICIAL_URL,
+        download_sha256: str | None = imdb.OFFICIAL_SHA256,
+        cache: bool = True,
+        vocab_size: int = 20000,
+        oov_token: str | None = "<unk>",
+        max_len: int | None = 500,
+        padding: str = "pre",
+        truncating: str = "pre",
+        lowercase: bool = True,
+        filters: str = KERAS_FILTERS,
+        strip_html: bool = True,
+        ngrams: int = 1,
+        ngram_min_count: int = 2,
+        split: str = "official",
+        val_size: float | int = 0.1,
+        test_size: float | int = 0.25,
+        seed: int = 42,
+        batch_size: int = 64,
+        eval_batch_size: int = 256,
+        bucket: bool = True,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+    ) -> None:
+        super().__init__()
+        _check_settings(vocab_size, oov_token, max_len, padding, truncating, split, val_size, test_size)
+        if ngrams not in (1, 2):
+            raise SentimentError(f"data.ngrams={ngrams} is not allowed: use 1 (words) or 2 (words and bigrams)")
+        self.save_hyperparameters(logger=False)
+        self.tokenizer = Tokenizer(lowercase, filters, strip_html)
+        self.vocab: Vocabulary | None = None
+        self.corpus: Corpus | None = None
+        self.splits: dict[str, EncodedReviews] = {}
+        self.stats: dict = {}
+
+    # -- preparation -------------------------------------------------------------
+    def source(self) -> Path:
+        """The folder or archive to read, downloading the official archive if needed."""
+        hp = self.hparams
+        found = imdb.locate(hp.data_dir, hp.archive)
+        if found is not None:
+            return found
+        return imdb.download(hp.download_url, Path(hp.data_dir) / imdb.ARCHIVE_NAMES[0], hp.download_sha256)
+
+    def _cache_dir(self) -> Path | None:
+        return Path(self.hparams.data_dir) / "cache" if self.hparams.cache else None
+
+    def prepare_data(self) -> None:
+        """Download and tokenize once (rank 0); the result is cached on disk."""
+        if self.corpus is None:
+            self.corpus = load_or_build(self.source(), self.tokenizer, self._cache_dir())
+
+    def setup(self, stage: str | None = None) -> None:
+        """Split, build the vocabulary from the training reviews, encode. Safe to call twice."""
+        if self.splits:
+            return
+        self.prepare_data()
+        corpus, hp = self.corpus, self.hparams
+        index = split_indices(corpus.labels, corpus.is_test, hp.split, hp.val_size, hp.test_size, hp.seed)
+        tokens = with_bigrams(corpus, index["train"], hp.ngram_min_count) if hp.ngrams == 2 else corpus
+        if self.vocab is None:
+            self.vocab = self._build_vocab(tokens, index["train"])
+        ids, offsets = self._encode(tokens)
+        for name, idx in index.items():
+            self.splits[name] = EncodedReviews(ids, offsets, corpus.labels, idx, hp.max_len, hp.truncating)
+        known_word = self._known_word[: len(corpus.words)]  # the words; bigrams come after them
+        self.stats = data_stats(corpus, self.splits, known_word, len(self.vocab), hp.max_len)
+        log.info("IMDB data: %s", json.dumps(self.stats))
+
+    def _build_vocab(self, corpus: Corpus, train_idx: np.ndarray) -> Vocabulary:
+        """The most frequent training words; ties go to the alphabetically first word."""
+        in_train = np.zeros(len(corpus), dtype=bool)
+        in_train[train_idx] = True
+        token_in_train = np.repeat(in_train, corpus.lengths)  # (total_tokens,)
+        counts = np.bincount(corpus.token_ids[token_in_train], minlength=len(corpus.words))
+        order = np.argsort(-counts, kind="stable")  # word ids are alphabetical: stable = ties
+        slots = self.hparams.vocab_size - 1 - (1 if self.hparams.oov_token else 0)
+        keep = order[: min(slots, int((counts > 0).sum()))]
+        return Vocabulary([corpus.words[i] for i in keep], self.hparams.oov_token)
+
+    def _encode(self, corpus: Corpus) -> tuple[np.ndarray, np.ndarray]:
+        """Corpus word ids -> vocabulary ids; unknown words go to OOV or are dropped (-1)."""
+        index = self.vocab.index
+        lookup = np.array([index[w] if w in index else self.vocab.unknown_id(w) for w in corpus.words], np.int32)
+        self._known_word = lookup > (self.vocab.oov_id or 0)  # (n_words,) in the vocabulary
+        ids = lookup[corpus.token_ids]
+        if not (lookup == -1).any():
+            return ids, corpus.offsets
+        kept = ids != -1
+        review_of_token = np.repeat(np.arange(len(corpus)), corpus.lengths)
+        lengths = np.bincount(review_of_token[kept], minlength=len(corpus))
+        return ids[kept], np.concatenate([[0], np.cumsum(lengths)])
+
+    # -- loaders ----------------------------------------------------------------------
+    def _loader(self, name: str, train: bool) -> DataLoader:
+        hp, dataset = self.hparams, self.splits[name]
+        batch_size = hp.batch_size if train else hp.eval_batch_size
+        if hp.bucket:
+            sampler = BucketBatchSampler(dataset.lengths(), batch_size, shuffle=train, seed=hp.seed)
+            batching = {"batch_sampler": sampler}
+        else:
+            batching = {"batch_size": batch_size, "shuffle": train}
+        return DataLoader(
+            dataset,
+            collate_fn=PadCollate(hp.padding),
+            # Its own generator: loaders never draw from the global RNG that dropout uses,
+            # so a run resumed from a checkpoint replays the same random numbers.
+            generator=torch.Generator().manual_seed(hp.seed),
+            num_workers=hp.num_workers,
+            pin_memory=hp.pin_memory,
+            persistent_workers=hp.num_workers > 0,
+            **batching,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", train=False)
+
+    # -- what travels inside checkpoints --------------------------------------------
+    def preprocessing(self) -> dict:
+        """Everything prediction needs to turn new text into the same ids."""
+        hp = self.hparams
+        return {
+            **self.tokenizer.settings(),
+            "max_len": hp.max_len,
+            "padding": hp.padding,
+            "truncating": hp.truncating,
+            "ngrams": hp.ngrams,
+        }
+
+    def state_dict(self) -> dict:
+        if self.vocab is None:
+            return {}
+        return {"vocab": self.vocab.state_dict(), "preprocessing": self.preprocessing()}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Lightning restores this after `setup`: refuse a checkpoint of another vocabulary."""
+        if not state or "vocab" not in state:
+            return
+        theirs = Vocabulary.from_state_dict(state["vocab"])
+        if self.vocab is not None and theirs != self.vocab:
+            raise SentimentError(
+                f"the checkpoint was trained with another vocabulary ({len(theirs)} ids, this run "
+                f"builds {len(self.vocab)}): use the data settings it was trained with"
+            )
+        self.vocab = theirs
+
+
+def _check_settings(vocab_size, oov_token, max_len, padding, truncating, split, val_size, test_size):
+    """Fail before any heavy work, naming the key and what it accepts."""
+    specials = 2 if oov_token else 1
+    if not isinstance(vocab_size, int) or vocab_size <= specials:
+        raise SentimentError(f"data.vocab_size={vocab_size} must be an integer > {specials} (ids 0..{specials - 1} are reserved)")
+    if max_len is not None and (not isinstance(max_len, int) or max_len <= 0):
+        raise SentimentError(f"data.max_len={max_len} must be a positive integer or null (no limit)")
+    for key, value in (("padding", padding), ("truncating", truncating)):
+        if value not in ("pre", "post"):
+            raise SentimentError(f"data.{key}={value} is not allowed: use pre or post")
+    if split not in ("official", "random"):
+        raise SentimentError(f"data.split={split} is not allowed: use official or random")
+    for key, value in (("val_size", val_size), ("test_size", test_size)):
+        is_fraction = isinstance(value, float) and 0 < value < 1
+        is_count = isinstance(value, int) and not isinstance(value, bool) and value >= 1
+        if not (is_fraction or is_count):
+            raise SentimentError(f"data.{key}={value} must be a fraction in (0, 1) or a count >= 1")

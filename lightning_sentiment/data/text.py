@@ -1,0 +1,141 @@
+"""Tokenization, vocabulary and padding with the classic Keras semantics.
+
+Keras' `Tokenizer` lowercases, maps every character of `filters` to a space and
+splits on spaces; `pad_sequences` pads and truncates at the front ("pre") or the
+back ("post"). The same functions serve training (a whole corpus at once) and
+prediction (a few strings), so both see identical tokens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+# Keras' default `Tokenizer(filters=...)`: all ASCII punctuation but the apostrophe.
+KERAS_FILTERS = '!"#$%&()*+,-./:;<=>?@[\\]^_`{|}~\t\n'
+PAD_TOKEN = "<pad>"
+# Joins reviews into one string so normalization runs once over the corpus;
+# it is neither whitespace nor a default filter, so it survives as its own token.
+_SEPARATOR = "\x01"
+
+
+class Tokenizer:
+    """Keras-style word tokenizer working on UTF-8 bytes for speed.
+
+    Bytes let `bytes.translate` replace punctuation in one C pass; ASCII bytes never
+    occur inside multi-byte UTF-8 characters, so splitting bytes is safe.
+    """
+
+    def __init__(
+        self, lowercase: bool = True, filters: str = KERAS_FILTERS, strip_html: bool = True
+    ) -> None:
+        if not filters.isascii():
+            raise ValueError("data.filters must hold ASCII characters only")
+        self.lowercase = lowercase
+        self.filters = filters
+        self.strip_html = strip_html
+        raw = filters.encode()
+        self._table = bytes.maketrans(raw, b" " * len(raw))
+
+    def settings(self) -> dict:
+        return {"lowercase": self.lowercase, "filters": self.filters, "strip_html": self.strip_html}
+
+    def _normalize(self, text: str) -> bytes:
+        if self.lowercase:
+            text = text.lower()
+        data = text.encode("utf-8", errors="replace")
+        if self.strip_html:
+            data = data.replace(b"<br />", b" ").replace(b"<br/>", b" ").replace(b"<br>", b" ")
+        return data.translate(self._table)
+
+    def tokenize(self, text: str) -> list[str]:
+        """Tokens of one review."""
+        text = text.replace(_SEPARATOR, " ")  # as in `tokenize_corpus`
+        return [w.decode() for w in self._normalize(text).split()]
+
+    def tokenize_corpus(self, texts: Sequence[str]) -> list[list[bytes]]:
+        """Tokens (as UTF-8 bytes) of many reviews; equal to `tokenize` on each."""
+        if any(_SEPARATOR in t for t in texts):
+            texts = [t.replace(_SEPARATOR, " ") for t in texts]
+        joined = self._normalize(_SEPARATOR.join(texts))
+        return [chunk.split() for chunk in joined.split(_SEPARATOR.encode())]
+
+
+class Vocabulary:
+    """Word <-> id table: id 0 is padding, id 1 the OOV token when there is one."""
+
+    def __init__(self, words: Sequence[str], oov_token: str | None) -> None:
+        self.oov_token = oov_token
+        specials = [PAD_TOKEN] + ([oov_token] if oov_token else [])
+        if list(words[: len(specials)]) != specials:
+            words = specials + list(words)
+        self.words = list(words)
+        self.index = {w: i for i, w in enumerate(self.words)}
+        if len(self.index) != len(self.words):
+            raise ValueError("vocabulary words must be unique")
+
+    @property
+    def oov_id(self) -> int | None:
+        return 1 if self.oov_token else None
+
+    def __len__(self) -> int:
+        return len(self.words)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Vocabulary) and (self.words, self.oov_token) == (
+            other.words,
+            other.oov_token,
+        )
+
+    def unknown_id(self, token: str) -> int:
+        """Id of a token not in the vocabulary: OOV, or -1 (dropped) without OOV, as Keras.
+
+        Bigrams ("not good": tokens never hold spaces otherwise) are always dropped.
+        """
+        return -1 if self.oov_id is None or " " in token else self.oov_id
+
+    def encode(self, tokens: Iterable[str]) -> np.ndarray:
+        """Ids of tokens, unknown ones mapped by `unknown_id`."""
+        ids = [self.index[t] if t in self.index else self.unknown_id(t) for t in tokens]
+        return np.array([i for i in ids if i != -1], dtype=np.int64)
+
+    def state_dict(self) -> dict:
+        return {"words": self.words, "oov_token": self.oov_token}
+
+    @classmethod
+    def from_state_dict(cls, state: dict) -> Vocabulary:
+        return cls(state["words"], state["oov_token"])
+
+
+def truncate(seq: np.ndarray, max_len: int | None, truncating: str) -> np.ndarray:
+    """Keep `max_len` ids, dropping from the front ("pre") or the back ("post")."""
+    if max_len is None or len(seq) <= max_len:
+        return seq
+    if max_len == 0:
+        return seq[:0]
+    return seq[-max_len:] if truncating == "pre" else seq[:max_len]
+
+
+def pad_sequences(
+    sequences: Sequence[np.ndarray],
+    maxlen: int | None = None,
+    padding: str = "pre",
+    truncating: str = "pre",
+    value: int = 0,
+) -> np.ndarray:
+    """Keras `pad_sequences`: a (N, maxlen) int64 array; maxlen defaults to the longest."""
+    if padding not in ("pre", "post") or truncating not in ("pre", "post"):
+        raise ValueError("padding and truncating must be 'pre' or 'post'")
+    if maxlen is None:
+        maxlen = max((len(s) for s in sequences), default=0)
+    out = np.full((len(sequences), maxlen), value, dtype=np.int64)
+    for row, seq in zip(out, sequences, strict=True):
+        seq = truncate(np.asarray(seq), maxlen, truncating)
+        if len(seq) == 0:
+            continue
+        if padding == "post":
+            row[: len(seq)] = seq
+        else:
+            row[maxlen - len(seq) :] = seq
+    return out
