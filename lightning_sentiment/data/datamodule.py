@@ -60,7 +60,9 @@ class SentimentDataModule(pl.LightningDataModule):
         super().__init__()
         _check_settings(vocab_size, oov_token, max_len, padding, truncating, split, val_size, test_size)
         if ngrams not in (1, 2):
-            raise SentimentError(f"data.ngrams={ngrams} is not allowed: use 1 (words) or 2 (words and bigrams)")
+            raise SentimentError(
+                f"data.ngrams={ngrams} is not allowed: use 1 (words) or 2 (words and bigrams)"
+            )
         self.save_hyperparameters(logger=False)
         self.tokenizer = Tokenizer(lowercase, filters, strip_html)
         self.vocab: Vocabulary | None = None
@@ -116,7 +118,9 @@ class SentimentDataModule(pl.LightningDataModule):
     def _encode(self, corpus: Corpus) -> tuple[np.ndarray, np.ndarray]:
         """Corpus word ids -> vocabulary ids; unknown words go to OOV or are dropped (-1)."""
         index = self.vocab.index
-        lookup = np.array([index[w] if w in index else self.vocab.unknown_id(w) for w in corpus.words], np.int32)
+        lookup = np.array(
+            [index[w] if w in index else self.vocab.unknown_id(w) for w in corpus.words], np.int32
+        )
         self._known_word = lookup > (self.vocab.oov_id or 0)  # (n_words,) in the vocabulary
         ids = lookup[corpus.token_ids]
         if not (lookup == -1).any():
@@ -190,7 +194,10 @@ def _check_settings(vocab_size, oov_token, max_len, padding, truncating, split, 
     """Fail before any heavy work, naming the key and what it accepts."""
     specials = 2 if oov_token else 1
     if not isinstance(vocab_size, int) or vocab_size <= specials:
-        raise SentimentError(f"data.vocab_size={vocab_size} must be an integer > {specials} (ids 0..{specials - 1} are reserved)")
+        raise SentimentError(
+            f"data.vocab_size={vocab_size} must be an integer > {specials} "
+            f"(ids 0..{specials - 1} are reserved)"
+        )
     if max_len is not None and (not isinstance(max_len, int) or max_len <= 0):
         raise SentimentError(f"data.max_len={max_len} must be a positive integer or null (no limit)")
     for key, value in (("padding", padding), ("truncating", truncating)):

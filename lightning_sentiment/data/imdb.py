@@ -80,8 +80,7 @@ def download(url: str, dest: Path, sha256: str | None) -> Path:
         tmp.unlink(missing_ok=True)
         reason = getattr(err, "reason", None) or err
         raise SentimentError(
-            f"could not download IMDB from {url} ({reason}); fetch it another way and "
-            "pass data.archive=PATH"
+            f"could not download IMDB from {url} ({reason}); fetch it another way and pass data.archive=PATH"
         ) from None
     if sha256 and digest.hexdigest() != sha256:
         tmp.unlink(missing_ok=True)
@@ -95,10 +94,7 @@ def download(url: str, dest: Path, sha256: str | None) -> Path:
 
 def read_reviews(source: Path) -> RawReviews:
     """Read every labeled review of a folder or a (gzipped) tar archive."""
-    if source.is_dir():
-        members = _iter_folder(source)
-    else:
-        members = _iter_tar(_read_archive_bytes(source), source)
+    members = _iter_folder(source) if source.is_dir() else _iter_tar(_read_archive_bytes(source), source)
     rows, texts, n_invalid = [], [], 0
     for name, data in members:
         match = _REVIEW.search(name)

@@ -27,9 +27,7 @@ class Tokenizer:
     occur inside multi-byte UTF-8 characters, so splitting bytes is safe.
     """
 
-    def __init__(
-        self, lowercase: bool = True, filters: str = KERAS_FILTERS, strip_html: bool = True
-    ) -> None:
+    def __init__(self, lowercase: bool = True, filters: str = KERAS_FILTERS, strip_html: bool = True) -> None:
         if not filters.isascii():
             raise ValueError("data.filters must hold ASCII characters only")
         self.lowercase = lowercase
