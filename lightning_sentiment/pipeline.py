@@ -86,30 +86,38 @@ def _train(cfg: DictConfig) -> dict:
 
     metrics: dict = {"status": "completed"}
     if cfg.get("train", True):
-        start = time.perf_counter()
-        try:
-            trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
-        except (KeyboardInterrupt, SystemExit):  # Lightning turns Ctrl-C into sys.exit(1)
-            if trainer.interrupted and trainer.is_global_zero:
-                _save_interrupted(trainer, metrics, start, output_dir)
-            raise
-        metrics.update(_fit_metrics(trainer, start))
+        metrics |= _fit(trainer, model, datamodule, ckpt_path, output_dir)
     best = _best_checkpoint(trainer)
-    if cfg.get("test", True):
-        ckpt = best or (None if cfg.get("train", True) else ckpt_path)
-        if ckpt is None:
-            log.warning("No best checkpoint (checkpointing off): testing the last weights")
-        trainer.test(model, datamodule=datamodule, ckpt_path=ckpt)
-        metrics.update(_scalars(trainer.callback_metrics, prefix="test/"))
-        predictions = model.test_predictions()  # all ranks: it gathers under DDP
-        if trainer.is_global_zero and not trainer.fast_dev_run:
-            metrics.update(
-                write_run_reports(trainer, predictions, datamodule, sorted_history(model), output_dir)
-            )
-    metrics["best_model_path"] = best
     metrics["history"] = sorted_history(model)  # per-epoch train/val figures (curves.png)
+    if cfg.get("test", True):
+        tested = best or (None if cfg.get("train", True) else ckpt_path)
+        metrics |= _test(trainer, model, datamodule, tested, metrics["history"], output_dir)
+    metrics["best_model_path"] = best
     if trainer.is_global_zero:  # one set of files, whatever the number of processes
         _write_run_files(cfg, datamodule, model, loggers, metrics, output_dir)
+    return metrics
+
+
+def _fit(trainer: pl.Trainer, model, datamodule, ckpt_path: str | None, output_dir: Path) -> dict:
+    start = time.perf_counter()
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    except (KeyboardInterrupt, SystemExit):  # Lightning turns Ctrl-C into sys.exit(1)
+        if trainer.interrupted and trainer.is_global_zero:
+            _save_interrupted(trainer, start, output_dir)
+        raise
+    return _fit_metrics(trainer, start)
+
+
+def _test(trainer: pl.Trainer, model, datamodule, ckpt: str | None, history: list, output_dir: Path) -> dict:
+    """Test metrics of `ckpt` (the best one); the reports on rank 0."""
+    if ckpt is None:
+        log.warning("No best checkpoint (checkpointing off): testing the last weights")
+    trainer.test(model, datamodule=datamodule, ckpt_path=ckpt)
+    metrics = _scalars(trainer.callback_metrics, prefix="test/")
+    predictions = model.test_predictions()  # on all ranks: it gathers under DDP
+    if trainer.is_global_zero and not trainer.fast_dev_run:
+        metrics |= write_run_reports(trainer, predictions, datamodule, history, output_dir)
     return metrics
 
 
@@ -164,11 +172,12 @@ def _fit_metrics(trainer: pl.Trainer, start: float) -> dict:
     return metrics | _scalars(trainer.callback_metrics)
 
 
-def _save_interrupted(trainer: pl.Trainer, metrics: dict, start: float, output_dir: Path) -> None:
+def _save_interrupted(trainer: pl.Trainer, start: float, output_dir: Path) -> None:
     """Ctrl-C: record what the completed epochs reached; last.ckpt holds their weights."""
-    metrics.update(
-        _fit_metrics(trainer, start), status="interrupted", best_model_path=_best_checkpoint(trainer)
-    )
+    metrics = _fit_metrics(trainer, start) | {
+        "status": "interrupted",
+        "best_model_path": _best_checkpoint(trainer),
+    }
     metrics.pop("epochs")
     metrics["epochs_completed"] = trainer.fit_loop.epoch_progress.current.completed
     atomic_write_json(output_dir / "metrics.json", metrics)
