@@ -110,3 +110,15 @@ def test_optuna_sweep_two_trials(tmp_path, tiny_archive):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "best_value" in (tmp_path / "sweep" / "optimization_results.yaml").read_text()
     assert len(list(csv.DictReader((tmp_path / "sweep" / "summary.csv").open()))) == 2
+
+
+@pytest.mark.slow
+def test_readme_multirun_with_default_dirs(tmp_path, tiny_archive):
+    # exactly the README's sweep command (plus a fast dev run), from a fresh directory
+    result = run_train_py(
+        "-m", "model=lstm,bilstm,mlp", "debug=fdr", f"data.archive={tiny_archive}", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    (summary,) = (tmp_path / "outputs" / "multirun").glob("*/*/summary.csv")
+    assert [r["status"] for r in csv.DictReader(summary.open())] == ["completed"] * 3
+    assert list((tmp_path / "data" / "cache").glob("*.npz"))  # data/ beside outputs/, in the cwd
