@@ -14,7 +14,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from lightning_sentiment.checkpointing import atomic_write_json
+from lightning_sentiment.atomic import atomic_write_json
 from lightning_sentiment.errors import find_user_error
 from lightning_sentiment.pipeline import train
 

@@ -1,36 +1,17 @@
-"""Atomic writes of small files, and checked loading of our checkpoints.
+"""Checked loading of our checkpoints.
 
 No Lightning import here: `sentiment-predict` starts in a fraction of the time.
 """
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from lightning_sentiment.errors import SentimentError
 
 DATA_STATE_KEY = "SentimentDataModule"  # where Lightning stores the DataModule's state_dict
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write via a temporary file in the same folder and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def atomic_write_json(path: str | Path, data: Any) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:

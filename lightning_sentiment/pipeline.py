@@ -18,13 +18,9 @@ from pytorch_lightning.callbacks import Callback, LearningRateMonitor, ModelChec
 from pytorch_lightning.loggers import Logger, TensorBoardLogger
 from pytorch_lightning.utilities.model_summary import ModelSummary
 
+from lightning_sentiment.atomic import atomic_write_json, atomic_write_text
 from lightning_sentiment.checkpoint_io import AtomicCheckpointIO
-from lightning_sentiment.checkpointing import (
-    DATA_STATE_KEY,
-    atomic_write_json,
-    atomic_write_text,
-    load_checkpoint,
-)
+from lightning_sentiment.checkpointing import DATA_STATE_KEY, load_checkpoint
 from lightning_sentiment.data import SentimentDataModule, Vocabulary
 from lightning_sentiment.errors import SentimentError
 from lightning_sentiment.models import SentimentClassifier

@@ -18,7 +18,7 @@ import numpy as np  # noqa: E402
 import pytorch_lightning as pl  # noqa: E402
 from pytorch_lightning.loggers import TensorBoardLogger  # noqa: E402
 
-from lightning_sentiment.checkpointing import atomic_write_text  # noqa: E402
+from lightning_sentiment.atomic import atomic_path, atomic_write_text  # noqa: E402
 
 
 def plot_curves(history: list[dict], path: Path) -> None:
@@ -103,10 +103,8 @@ def log_to_tensorboard(
 
 
 def save_figure(fig, path: Path, close: bool = True) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    fig.savefig(tmp, dpi=110)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
     if close:
         plt.close(fig)
 

@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 from hydra.experimental.callback import Callback
 
-from lightning_sentiment.checkpointing import atomic_write_text
+from lightning_sentiment.atomic import atomic_write_text
 
 COLUMNS = ("job", "overrides", "val/acc_best", "test/acc", "epochs", "fit_seconds", "status")
 

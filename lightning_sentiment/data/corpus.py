@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lightning_sentiment.atomic import atomic_path
 from lightning_sentiment.data.imdb import read_reviews
 from lightning_sentiment.data.text import Tokenizer
 
@@ -93,26 +93,20 @@ def cache_path(cache_dir: Path, source: Path, tokenizer: Tokenizer) -> Path:
 
 
 def save_corpus(corpus: Corpus, path: Path) -> None:
-    """Write atomically: a temporary file in the same folder, then a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    """Write atomically, so concurrent builders and crashes leave no broken cache."""
     blob = np.frombuffer("\n".join(corpus.words).encode(), dtype=np.uint8)
-    try:
-        with open(tmp, "wb") as f:
-            np.savez(
-                f,
-                token_ids=corpus.token_ids,
-                offsets=corpus.offsets,
-                labels=corpus.labels,
-                is_test=corpus.is_test,
-                review_ids=corpus.review_ids,
-                ratings=corpus.ratings,
-                words_blob=blob,
-                n_invalid_utf8=np.int64(corpus.n_invalid_utf8),
-            )
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(
+            f,
+            token_ids=corpus.token_ids,
+            offsets=corpus.offsets,
+            labels=corpus.labels,
+            is_test=corpus.is_test,
+            review_ids=corpus.review_ids,
+            ratings=corpus.ratings,
+            words_blob=blob,
+            n_invalid_utf8=np.int64(corpus.n_invalid_utf8),
+        )
 
 
 def load_corpus(path: Path) -> Corpus:

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from lightning_sentiment.atomic import atomic_path
 from lightning_sentiment.errors import SentimentError
 
 log = logging.getLogger(__name__)
@@ -65,30 +66,27 @@ def locate(data_dir: str | Path, archive: str | Path | None) -> Path | None:
 
 def download(url: str, dest: Path, sha256: str | None) -> Path:
     """Fetch `url` to `dest` with a progress bar; verified, and renamed only when complete."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.part")
     digest = hashlib.sha256()
-    try:
-        with urllib.request.urlopen(url, timeout=60) as resp, open(tmp, "wb") as out:
-            total = int(resp.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=f"Downloading {dest.name}") as bar:
-                while chunk := resp.read(1 << 20):
-                    out.write(chunk)
-                    digest.update(chunk)
-                    bar.update(len(chunk))
-    except (OSError, ValueError) as err:  # URLError and timeouts are OSErrors
-        tmp.unlink(missing_ok=True)
-        reason = getattr(err, "reason", None) or err
-        raise SentimentError(
-            f"could not download IMDB from {url} ({reason}); fetch it another way and pass data.archive=PATH"
-        ) from None
-    if sha256 and digest.hexdigest() != sha256:
-        tmp.unlink(missing_ok=True)
-        raise SentimentError(
-            f"download from {url} has sha256 {digest.hexdigest()}, expected {sha256}: "
-            "the file is incomplete or not the IMDB archive; try again or pass data.archive=PATH"
-        )
-    os.replace(tmp, dest)
+    with atomic_path(dest) as tmp:  # an error below leaves no file under `dest`
+        try:
+            with urllib.request.urlopen(url, timeout=60) as resp, open(tmp, "wb") as out:
+                total = int(resp.headers.get("Content-Length") or 0) or None
+                with tqdm(total=total, unit="B", unit_scale=True, desc=f"Downloading {dest.name}") as bar:
+                    while chunk := resp.read(1 << 20):
+                        out.write(chunk)
+                        digest.update(chunk)
+                        bar.update(len(chunk))
+        except (OSError, ValueError) as err:  # URLError and timeouts are OSErrors
+            reason = getattr(err, "reason", None) or err
+            raise SentimentError(
+                f"could not download IMDB from {url} ({reason}); "
+                "fetch it another way and pass data.archive=PATH"
+            ) from None
+        if sha256 and digest.hexdigest() != sha256:
+            raise SentimentError(
+                f"download from {url} has sha256 {digest.hexdigest()}, expected {sha256}: "
+                "the file is incomplete or not the IMDB archive; try again or pass data.archive=PATH"
+            )
     return dest
 
 
