@@ -77,13 +77,9 @@ def test_fast_dev_run_without_callbacks_or_logger(train_cfg):
     assert metrics["best_model_path"] is None and 0 <= metrics["test/acc"] <= 1
 
 
-def cli(*args, cwd):
-    return run_train_py(*args, cwd=cwd)
-
-
 @pytest.mark.slow
 def test_cli_run_writes_run_dir(tmp_path, tiny_archive):
-    result = cli(
+    result = run_train_py(
         "model=mlp",
         "trainer.max_epochs=1",
         "data.vocab_size=64",
@@ -100,7 +96,7 @@ def test_cli_run_writes_run_dir(tmp_path, tiny_archive):
 
 def test_cli_missing_data_is_one_clear_line(tmp_path):
     missing = tmp_path / "nope.tar.gz"
-    result = cli(f"data.archive={missing}", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    result = run_train_py(f"data.archive={missing}", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
     assert result.returncode == 2
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert errors == [
