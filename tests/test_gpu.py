@@ -1,0 +1,60 @@
+"""GPU behaviour: skipped cleanly without CUDA (CI); run on a lent GPU machine."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from lightning_sentiment.models import LSTMClassifier
+from lightning_sentiment.pipeline import train
+from lightning_sentiment.predict import SentimentPredictor
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+def _batch(padding: str) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(0)
+    tokens = torch.randint(1, 50, (6, 30), generator=gen)  # (B, T)
+    for row, length in enumerate([30, 1, 7, 19, 0, 12]):  # a full row and an empty one
+        if padding == "pre":
+            tokens[row, : 30 - length] = 0
+        else:
+            tokens[row, length:] = 0
+    return tokens
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("pooling", ["last", "max", "mean"])
+@pytest.mark.parametrize("padding", ["pre", "post"])
+def test_cuda_lstm_equals_cpu(bidirectional, pooling, padding):
+    """The fused cuDNN BiLSTM path gives the CPU path's logits, gradients included."""
+    torch.manual_seed(0)
+    net = LSTMClassifier(50, 16, 12, num_layers=2, bidirectional=bidirectional, pooling=pooling).eval()
+    tokens = _batch(padding)
+    cpu = net(tokens)
+    cpu.sum().backward()
+    cpu_grad = net.forward_layers[0].weight_hh_l0.grad.clone()
+    net.zero_grad()
+    gpu_net = net.cuda()
+    gpu = gpu_net(tokens.cuda())
+    gpu.sum().backward()
+    torch.testing.assert_close(gpu.cpu(), cpu, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(
+        gpu_net.forward_layers[0].weight_hh_l0.grad.cpu(), cpu_grad, atol=1e-4, rtol=1e-3
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["bilstm", "mlp"])
+def test_train_on_gpu_mixed_precision(train_cfg, model):
+    """trainer=gpu (16-mixed) trains, tests and writes a checkpoint the CPU predictor reads."""
+    cfg = train_cfg([f"model={model}", "trainer=gpu", "trainer.max_epochs=2"])
+    metrics = train(cfg)
+    saved = json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text())
+    assert saved["epochs"] == 2 and 0.0 <= saved["test/acc"] <= 1.0 and saved["test/loss"] > 0
+    texts = ["a great wonderful film", "awful boring plot"]
+    cpu = SentimentPredictor(metrics["best_model_path"])
+    gpu = SentimentPredictor(metrics["best_model_path"], device="cuda")
+    encoded = [cpu.encode(t)[0] for t in texts]
+    assert cpu.predict_proba(encoded) == pytest.approx(gpu.predict_proba(encoded), abs=1e-4)
