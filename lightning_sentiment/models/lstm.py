@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 
 def left_align(tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -27,24 +26,6 @@ def reverse_within(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     idx = lengths[:, None] - 1 - steps  # (B, T)
     idx = torch.where(idx >= 0, idx, steps)
     return x.gather(1, idx[:, :, None].expand_as(x))
-
-
-def _fused_bidirectional(fwd: nn.LSTM, bwd: nn.LSTM, h: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """Both directions of one layer in a single cuDNN call over the packed batch.
-
-    The result equals the two separate calls (backward direction reversed within each
-    length), but cuDNN runs the directions concurrently: on a GPU the small per-step
-    matrix products leave it mostly idle, so this roughly halves a BiLSTM step.
-    h (B, T, D), left-aligned -> (B, T, 2H), zeros at padded steps.
-    """
-    packed = pack_padded_sequence(h, lengths.cpu(), batch_first=True, enforce_sorted=False)
-    state = h.new_zeros(2, h.shape[0], fwd.hidden_size)  # (directions, B, H)
-    weights = [*fwd._flat_weights, *bwd._flat_weights]  # the layout nn.LSTM(bidirectional) uses
-    data, _, _ = torch._VF.lstm(
-        packed.data, packed.batch_sizes, (state, state), weights, fwd.bias, 1, 0.0, fwd.training, True
-    )
-    out = PackedSequence(data, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices)
-    return pad_packed_sequence(out, batch_first=True, total_length=h.shape[1])[0]
 
 
 class LSTMClassifier(nn.Module):
@@ -76,7 +57,6 @@ class LSTMClassifier(nn.Module):
         if init not in ("torch", "keras"):
             raise ValueError(f"init={init} is not allowed: use torch or keras")
         self.pooling, self.bidirectional, self.keras_bias = pooling, bidirectional, keras_bias
-        self.fused_cuda = True  # on CUDA, both directions in one cuDNN call (same weights)
         self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
         sizes = [embed_dim] + [hidden_dim * (2 if bidirectional else 1)] * (num_layers - 1)
         # keras_bias: one bias per gate as in Keras (torch has two), so parameter counts
@@ -131,13 +111,10 @@ class LSTMClassifier(nn.Module):
         for i, fwd in enumerate(self.forward_layers):
             if ones is not None:
                 h = torch.cat([h, ones], dim=-1)
-            if self.bidirectional and h.is_cuda and self.fused_cuda:
-                out = _fused_bidirectional(fwd, self.backward_layers[i], h, lengths)  # (B, T, 2H)
-            else:
-                out, _ = fwd(h)  # (B, T, H)
-                if self.bidirectional:
-                    back, _ = self.backward_layers[i](reverse_within(h, lengths))
-                    out = torch.cat([out, reverse_within(back, lengths)], dim=-1)  # (B, T, 2H)
+            out, _ = fwd(h)  # (B, T, H)
+            if self.bidirectional:
+                back, _ = self.backward_layers[i](reverse_within(h, lengths))
+                out = torch.cat([out, reverse_within(back, lengths)], dim=-1)  # (B, T, 2H)
             h = self.dropout(out) if i + 1 < len(self.forward_layers) else out
         return self.head(self.output_dropout(self._pool(h, lengths))).squeeze(-1)
 
