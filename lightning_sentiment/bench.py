@@ -66,7 +66,8 @@ def compose_model(name: str, archive: str, data_dir: str, overrides: list[str]):
     """A model config (`lstm`) or an experiment (`keras_lstm_500`), as train.py composes it."""
     group = "experiment" if name in EXPERIMENTS else "model"
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose(config_name="train", overrides=[f"{group}={name}", *overrides])
+        # No validation here, so no scheduler that waits for validation metrics.
+        cfg = compose(config_name="train", overrides=[f"{group}={name}", "model.scheduler=null", *overrides])
     with open_dict(cfg):
         cfg.data.archive, cfg.data.data_dir = archive, data_dir
         cfg.paths = {"root_dir": data_dir, "data_dir": data_dir, "log_dir": data_dir, "output_dir": data_dir}

@@ -34,6 +34,19 @@ class EncodedReviews(Dataset):
         full = self.offsets[self.indices + 1] - self.offsets[self.indices]
         return full if self.max_len is None else np.minimum(full, self.max_len)
 
+    def presence(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every distinct (review, id) pair after truncation: (review positions, ids)."""
+        lengths = self.lengths()
+        starts = self.offsets[self.indices]
+        if self.truncating == "pre" and self.max_len is not None:  # keep each review's end
+            starts = self.offsets[self.indices + 1] - lengths
+        review = np.repeat(np.arange(len(self)), lengths)  # (tokens,)
+        within = np.arange(len(review)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        ids = self.ids[np.repeat(starts, lengths) + within].astype(np.int64)
+        width = int(ids.max(initial=0)) + 1
+        pairs = np.unique(review * width + ids)  # sorted, distinct
+        return pairs // width, pairs % width
+
     def __getitem__(self, i: int) -> tuple[np.ndarray, int, int]:
         j = self.indices[i]
         seq = truncate(self.ids[self.offsets[j] : self.offsets[j + 1]], self.max_len, self.truncating)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
 _ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU}
+WEIGHTINGS = ("binary", "count", "nb")
 
 
 def dedupe_rows(tokens: torch.Tensor) -> torch.Tensor:
@@ -24,6 +26,9 @@ class MultiHotMLP(nn.Module):
     The first layer is an `EmbeddingBag` sum over the review's distinct ids: the same
     result as multiplying the (B, vocab) multi-hot matrix by the weights, without
     building it. `weighting="count"` sums repeated words instead (a bag of counts).
+    `weighting="nb"` scales each present id by its naive-Bayes log-count ratio, fitted
+    on the training reviews (NBSVM, Wang & Manning 2012): a fixed input scaling that
+    tells the first layer at once which n-grams separate the classes.
     """
 
     def __init__(
@@ -39,12 +44,14 @@ class MultiHotMLP(nn.Module):
         super().__init__()
         if activation not in _ACTIVATIONS:
             raise ValueError(f"activation={activation} is not allowed: use {', '.join(_ACTIVATIONS)}")
-        if weighting not in ("binary", "count"):
-            raise ValueError(f"weighting={weighting} is not allowed: use binary or count")
+        if weighting not in WEIGHTINGS:
+            raise ValueError(f"weighting={weighting} is not allowed: use {', '.join(WEIGHTINGS)}")
         hidden_dims = list(hidden_dims or [hidden_units] * hidden_layers)  # dims win when given
         if not hidden_dims:
             raise ValueError("the MLP needs at least one hidden layer")
         self.weighting = weighting
+        # Saved with the weights, so a checkpoint predicts without the training data.
+        self.register_buffer("feature_weight", torch.ones(vocab_size) if weighting == "nb" else None)
         self.first = nn.EmbeddingBag(vocab_size, hidden_dims[0], mode="sum", padding_idx=0)
         self.first_bias = nn.Parameter(torch.zeros(hidden_dims[0]))
         # Same scale as nn.Linear(vocab_size, hidden): the multi-hot layer it stands for.
@@ -60,7 +67,24 @@ class MultiHotMLP(nn.Module):
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """tokens (B, T) int64 with 0 = padding -> logits (B,)."""
-        if self.weighting == "binary":
+        if self.weighting != "count":
             tokens = dedupe_rows(tokens)
-        hidden = self.first(tokens) + self.first_bias  # (B, H0)
+        weights = None if self.feature_weight is None else self.feature_weight[tokens]  # (B, T)
+        hidden = self.first(tokens, per_sample_weights=weights) + self.first_bias  # (B, H0)
         return self.rest(hidden).squeeze(-1)
+
+    def fit_to_data(self, dataset, alpha: float = 1.0) -> None:
+        """Naive-Bayes weights from the training reviews (`weighting="nb"` only).
+
+        r = log((p / |p|) / (q / |q|)), with p and q the add-alpha counts of reviews
+        containing each id among positive and negative reviews.
+        """
+        if self.feature_weight is None:
+            return
+        reviews, ids = dataset.presence()
+        positive = dataset.labels[dataset.indices][reviews] == 1
+        size = len(self.feature_weight)
+        p = alpha + np.bincount(ids[positive], minlength=size)[:size]
+        q = alpha + np.bincount(ids[~positive], minlength=size)[:size]
+        ratio = np.log(p / p.sum()) - np.log(q / q.sum())
+        self.feature_weight.copy_(torch.from_numpy(ratio))

@@ -144,6 +144,24 @@ class SentimentClassifier(pl.LightningModule):
         self.mean_loss["val"].reset()
         self.acc["val"].reset()
         self.val_acc_best.reset()
+        self._replay_plateau_steps()
+
+    def _replay_plateau_steps(self) -> None:
+        """Give a resumed run the ReduceLROnPlateau steps its checkpoint missed.
+
+        Lightning saves epoch-end checkpoints before it steps plateau schedulers and,
+        on resume, skips that step (it has no metrics). The history in the checkpoint
+        has them: replay, so the resumed run keeps the uninterrupted run's learning rate.
+        """
+        for config in self.trainer.lr_scheduler_configs:
+            scheduler = config.scheduler
+            if not isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                continue
+            while scheduler.last_epoch < self.current_epoch:
+                metric = self.history.get(scheduler.last_epoch, {}).get(config.monitor)
+                if metric is None:
+                    break
+                scheduler.step(metric)
 
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking:
@@ -175,6 +193,13 @@ class SentimentClassifier(pl.LightningModule):
         torch.set_rng_state(states["torch"])
         if states["cuda"] and torch.cuda.is_available() and len(states["cuda"]) == torch.cuda.device_count():
             torch.cuda.set_rng_state_all(states["cuda"])
+
+    def setup(self, stage: str) -> None:
+        # Networks with statistics of the training data (the MLP's naive-Bayes weights)
+        # fit them here; a resumed run then restores the saved ones from its checkpoint.
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer else None
+        if stage == "fit" and datamodule is not None and hasattr(self.net, "fit_to_data"):
+            self.net.fit_to_data(datamodule.splits["train"])
 
     def configure_optimizers(self) -> dict:
         optimizer = instantiate(self.hparams.optimizer)(params=self.parameters())
