@@ -1,6 +1,8 @@
+import numpy as np
 import pytest
 import torch
 
+from lightning_sentiment.data.batching import EncodedReviews
 from lightning_sentiment.data.text import pad_sequences
 from lightning_sentiment.models import LSTMClassifier, MultiHotMLP, SentimentClassifier
 from lightning_sentiment.models.lstm import left_align, reverse_within
@@ -79,6 +81,38 @@ def test_multi_hot_mlp_equals_dense_product(weighting):
         once = tokens.clone()
         once[1, 1:10] = 0
         torch.testing.assert_close(net(once), net(tokens))
+
+
+def test_naive_bayes_weights_and_forward():
+    """r = log of the add-one review frequencies' ratio; the input is multi-hot x r."""
+    # reviews: [1 2 2] pos, [1 3] neg, [4 4 4 1] pos (pre-truncated to max_len 2: [4 1])
+    ids = np.array([1, 2, 2, 1, 3, 4, 4, 4, 1], dtype=np.int32)
+    offsets, labels = np.array([0, 3, 5, 9]), np.array([1, 0, 1])
+    data = EncodedReviews(ids, offsets, labels, np.arange(3), max_len=2, truncating="pre")
+    reviews, present = data.presence()
+    assert list(zip(reviews.tolist(), present.tolist(), strict=True)) == [
+        (0, 2),
+        (1, 1),
+        (1, 3),
+        (2, 1),
+        (2, 4),
+    ]
+    net = MultiHotMLP(vocab_size=5, hidden_dims=[3], weighting="nb").eval()
+    net.fit_to_data(data)
+    p = 1 + np.array([0, 1, 1, 0, 1])  # reviews containing each id: positives (truncated)
+    q = 1 + np.array([0, 1, 0, 1, 0])  # negatives
+    expected = np.log(p / p.sum()) - np.log(q / q.sum())
+    torch.testing.assert_close(net.feature_weight, torch.tensor(expected, dtype=torch.float32))
+    tokens = torch.tensor([[0, 4, 2, 2], [1, 3, 0, 0]])
+    hot = dense_first_layer(net, tokens, binary=True) - net.first_bias  # (B, H) multi-hot product
+    scaled = torch.stack(
+        [
+            (net.first.weight[t[t > 0].unique()] * net.feature_weight[t[t > 0].unique(), None]).sum(0)
+            for t in tokens
+        ]
+    )
+    assert not torch.allclose(hot, scaled)  # the weighting changes the first layer's input
+    torch.testing.assert_close(net(tokens), net.rest(scaled + net.first_bias).squeeze(-1))
 
 
 def test_mlp_padding_invariance():

@@ -58,6 +58,8 @@ def test_train_mlp_learns_and_checkpoint_reevaluates(train_cfg, tmp_path):
     metrics = run_and_check(cfg)
     assert metrics["test/acc"] >= 0.9  # the tiny data is separable by its cue words
     assert metrics["val/acc_best"] >= 0.9
+    weights = torch.load(metrics["best_model_path"], weights_only=False)["state_dict"]["net.feature_weight"]
+    assert weights.shape == (cfg.data.vocab_size,) and weights[2:].abs().max() > 0.5  # fitted, saved
     again = train_cfg(["model=mlp", "train=false", f"ckpt_path={metrics['best_model_path']}"])
     with open_dict_cfg(again) as c:
         c.paths.output_dir = str(tmp_path / "eval")
