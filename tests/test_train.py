@@ -36,7 +36,7 @@ def test_train_lstms_end_to_end(train_cfg, model):
     assert metrics["epochs"] == 2
     ckpt = torch.load(metrics["best_model_path"], map_location="cpu", weights_only=False)
     state = ckpt["SentimentDataModule"]
-    assert state["vocab"]["words"][:2] == ["<pad>", "<unk>"] and state["preprocessing"]["max_len"] is None
+    assert state["vocab"]["words"][:2] == ["<pad>", "<unk>"] and state["preprocessing"]["max_len"] == 40
     assert ckpt["hyper_parameters"]["net"]["bidirectional"] == (model == "bilstm")
 
 
