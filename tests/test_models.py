@@ -5,6 +5,7 @@ import torch
 from lightning_sentiment.data.batching import EncodedReviews
 from lightning_sentiment.data.text import pad_sequences
 from lightning_sentiment.models import LSTMClassifier, MultiHotMLP, SentimentClassifier
+from lightning_sentiment.models import mlp as mlp_module
 from lightning_sentiment.models.lstm import left_align, reverse_within
 
 REVIEWS = [torch.tensor([5, 3, 9, 2]), torch.tensor([7]), torch.tensor([4, 4, 8, 1, 6, 2, 3])]
@@ -68,8 +69,16 @@ def dense_first_layer(net: MultiHotMLP, tokens: torch.Tensor, binary: bool) -> t
     return hot @ net.first.weight + net.first_bias  # (B, vocab) @ (vocab, H)
 
 
+@pytest.fixture(params=["dense", "bag"])
+def first_layer(request, monkeypatch):
+    """Run a test through both first-layer paths of MultiHotMLP."""
+    if request.param == "bag":
+        monkeypatch.setattr(mlp_module, "DENSE_MAX_VOCAB", 0)
+    return request.param
+
+
 @pytest.mark.parametrize("weighting", ["binary", "count"])
-def test_multi_hot_mlp_equals_dense_product(weighting):
+def test_multi_hot_mlp_equals_dense_product(weighting, first_layer):
     torch.manual_seed(0)
     net = MultiHotMLP(vocab_size=50, hidden_dims=[8, 4], weighting=weighting).eval()
     tokens = torch.randint(0, 50, (6, 30))
@@ -83,7 +92,7 @@ def test_multi_hot_mlp_equals_dense_product(weighting):
         torch.testing.assert_close(net(once), net(tokens))
 
 
-def test_naive_bayes_weights_and_forward():
+def test_naive_bayes_weights_and_forward(first_layer):
     """r = log of the add-one review frequencies' ratio; the input is multi-hot x r."""
     # reviews: [1 2 2] pos, [1 3] neg, [4 4 4 1] pos (pre-truncated to max_len 2: [4 1])
     ids = np.array([1, 2, 2, 1, 3, 4, 4, 4, 1], dtype=np.int32)
@@ -113,6 +122,25 @@ def test_naive_bayes_weights_and_forward():
     )
     assert not torch.allclose(hot, scaled)  # the weighting changes the first layer's input
     torch.testing.assert_close(net(tokens), net.rest(scaled + net.first_bias).squeeze(-1))
+
+
+@pytest.mark.parametrize("weighting", ["binary", "count", "nb"])
+def test_mlp_dense_and_bag_paths_agree(weighting, monkeypatch):
+    """Same logits and gradients whichever way the first layer is computed."""
+    torch.manual_seed(0)
+    net = MultiHotMLP(vocab_size=40, hidden_dims=[6, 3], weighting=weighting)
+    if weighting == "nb":
+        net.feature_weight.uniform_(-2, 2)
+    tokens = torch.randint(0, 40, (5, 25))
+    grads = []
+    for limit in (10**9, 0):  # dense, then bag
+        monkeypatch.setattr(mlp_module, "DENSE_MAX_VOCAB", limit)
+        net.zero_grad()
+        out = net(tokens)
+        out.sum().backward()
+        grads.append((out.detach(), net.first.weight.grad.clone()))
+    torch.testing.assert_close(grads[0][0], grads[1][0])
+    torch.testing.assert_close(grads[0][1], grads[1][1])
 
 
 def test_mlp_padding_invariance():
