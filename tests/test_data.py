@@ -3,10 +3,11 @@ import tarfile
 
 import numpy as np
 import pytest
+import torch
 
 from lightning_sentiment import SentimentError
 from lightning_sentiment.data import SentimentDataModule, corpus
-from lightning_sentiment.data.batching import BucketBatchSampler
+from lightning_sentiment.data.batching import BucketBatchSampler, EncodedReviews, PadCollate
 from tests.conftest import PER_LABEL, TEST_ONLY_WORD
 
 
@@ -230,3 +231,25 @@ def test_bigrams_encode_like_prediction(tmp_path, tiny_archive):
     assert dm.stats["splits"]["train"]["oov_rate"] == 0  # the stats count words, not bigrams
     with pytest.raises(SentimentError, match="data.ngrams"):
         make_dm(tmp_path, ngrams=3)
+
+
+@pytest.mark.parametrize("padding", ["pre", "post"])
+@pytest.mark.parametrize("truncating", ["pre", "post"])
+@pytest.mark.parametrize("max_len", [None, 3, 0])
+def test_batched_fetch_equals_per_review_padding(padding, truncating, max_len):
+    """The DataLoader's whole-batch fetch pads exactly like pad_sequences on each review."""
+    rng = np.random.default_rng(0)
+    lengths = np.array([5, 0, 1, 7, 3, 0, 2])
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    ids = rng.integers(2, 50, offsets[-1]).astype(np.int32)
+    labels = rng.integers(0, 2, len(lengths))
+    data = EncodedReviews(ids, offsets, labels, np.array([6, 0, 3, 1, 4]), max_len, truncating)
+    collate = PadCollate(padding)
+    items = [4, 0, 2, 1]
+    whole = collate(data.__getitems__(items))
+    one_by_one = collate([data[i] for i in items])
+    for got, expected in zip(whole, one_by_one, strict=True):
+        assert got.dtype == expected.dtype
+        assert torch.equal(got, expected)
+    loader = torch.utils.data.DataLoader(data, batch_sampler=[items], collate_fn=collate)
+    assert torch.equal(next(iter(loader))[0], one_by_one[0])  # the DataLoader takes the fast path

@@ -52,6 +52,36 @@ class EncodedReviews(Dataset):
         seq = truncate(self.ids[self.offsets[j] : self.offsets[j + 1]], self.max_len, self.truncating)
         return seq, int(self.labels[j]), int(j)
 
+    def __getitems__(self, items: list[int]) -> ReviewBatch:
+        """A whole batch at once: the DataLoader prefers this to one call per review."""
+        return ReviewBatch(self, self.indices[np.asarray(items, dtype=np.int64)])
+
+
+class ReviewBatch:
+    """The reviews of one batch, as spans of the dataset's flat id array until padded."""
+
+    def __init__(self, dataset: EncodedReviews, positions: np.ndarray) -> None:
+        self.dataset, self.positions = dataset, positions
+
+    def padded(self, padding: str) -> np.ndarray:
+        """(B, T) int64 exactly as `pad_sequences` pads the truncated reviews; T = longest."""
+        data = self.dataset
+        starts, ends = data.offsets[self.positions], data.offsets[self.positions + 1]
+        if data.max_len is not None:  # truncate: keep the end ("pre") or the start ("post")
+            cut = np.maximum(ends - starts - data.max_len, 0)
+            starts, ends = (starts + cut, ends) if data.truncating == "pre" else (starts, ends - cut)
+        width = max(1, int((ends - starts).max(initial=0)))  # an all-empty batch has one step
+        tokens = np.zeros((len(starts), width), dtype=np.int64)
+        ids = data.ids
+        pre = padding == "pre"
+        for row, start, end in zip(tokens, starts.tolist(), ends.tolist(), strict=True):
+            if end > start:  # plain slices: faster than one fancy-indexed scatter here
+                if pre:
+                    row[width - (end - start) :] = ids[start:end]
+                else:
+                    row[: end - start] = ids[start:end]
+        return tokens
+
 
 class PadCollate:
     """Pads a batch only to its longest review (Keras `pad_sequences` semantics otherwise)."""
@@ -59,14 +89,18 @@ class PadCollate:
     def __init__(self, padding: str = "pre") -> None:
         self.padding = padding
 
-    def __call__(self, batch: list[tuple[np.ndarray, int, int]]):
-        seqs, labels, index = zip(*batch, strict=True)
-        width = max(1, max(len(s) for s in seqs))  # an all-empty batch still has one step
-        tokens = pad_sequences(seqs, maxlen=width, padding=self.padding)
+    def __call__(self, batch: ReviewBatch | list[tuple[np.ndarray, int, int]]):
+        if isinstance(batch, ReviewBatch):  # fetched whole (DataLoader + __getitems__)
+            tokens = batch.padded(self.padding)
+            labels, index = batch.dataset.labels[batch.positions], batch.positions
+        else:
+            seqs, labels, index = zip(*batch, strict=True)
+            width = max(1, max(len(s) for s in seqs))  # an all-empty batch still has one step
+            tokens = pad_sequences(seqs, maxlen=width, padding=self.padding)
         return (
             torch.from_numpy(tokens),  # (B, T) int64, 0 = padding
-            torch.tensor(labels, dtype=torch.float32),  # (B,)
-            torch.tensor(index, dtype=torch.int64),  # (B,) corpus positions
+            torch.as_tensor(np.asarray(labels), dtype=torch.float32),  # (B,)
+            torch.as_tensor(np.asarray(index), dtype=torch.int64),  # (B,) corpus positions
         )
 
 
