@@ -236,10 +236,10 @@ def sorted_history(model: SentimentClassifier) -> list[dict]:
 
 
 def _best_checkpoint(trainer: pl.Trainer) -> str | None:
-    ckpt = trainer.checkpoint_callback
-    if isinstance(ckpt, ModelCheckpoint) and ckpt.best_model_path:
-        return ckpt.best_model_path
-    return None
+    """The monitored checkpoint callback's best file (not last.ckpt's callback)."""
+    callbacks = trainer.checkpoint_callbacks
+    monitored = [c for c in callbacks if isinstance(c, ModelCheckpoint) and c.monitor] or callbacks
+    return next((c.best_model_path for c in monitored if c.best_model_path), None)
 
 
 def _scalars(values: dict, prefix: str = "") -> dict:

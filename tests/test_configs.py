@@ -50,6 +50,11 @@ def test_callbacks_and_loggers_instantiate(train_cfg, callbacks, logger):
     cbs = instantiate_callbacks(cfg.get("callbacks"), has_logger=bool(loggers))
     assert len(loggers) == (0 if logger == "none" else 1)
     names = {type(c).__name__ for c in cbs}
+    if callbacks in ("default", "model_checkpoint"):  # the best by val/acc, and last.ckpt
+        assert sorted(str(c.monitor) for c in cbs if type(c).__name__ == "ModelCheckpoint") == [
+            "None",
+            "val/acc",
+        ]
     expected = {
         "default": {"ModelCheckpoint", "EarlyStopping", "TQDMProgressBar"}
         | ({"LearningRateMonitor"} if loggers else set()),

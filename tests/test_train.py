@@ -20,6 +20,10 @@ def run_and_check(cfg) -> dict:
     assert 0.0 <= saved["test/acc"] <= 1.0 and saved["test/loss"] > 0 and saved["epochs"] >= 1
     ckpts = {p.name for p in (out / "checkpoints").glob("*.ckpt")}
     assert "last.ckpt" in ckpts and Path(saved["best_model_path"]).name in ckpts
+    assert Path(saved["best_model_path"]).name != "last.ckpt"
+    # last.ckpt follows every epoch, also those without a new best (Lightning's save_last does not)
+    last = torch.load(out / "checkpoints" / "last.ckpt", weights_only=False)
+    assert last["epoch"] == saved["epochs"] - 1 and len(last["history"]) == saved["epochs"]
     assert list((out / "tensorboard").glob("events.out.tfevents.*"))
     vocab = (out / "vocab.txt").read_text().split("\n")[:-1]
     assert vocab[:2] == ["<pad>", "<unk>"] and 20 < len(vocab) <= cfg.data.vocab_size  # 26 distinct words
