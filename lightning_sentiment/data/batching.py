@@ -29,17 +29,23 @@ class EncodedReviews(Dataset):
     def __len__(self) -> int:
         return len(self.indices)
 
+    def spans(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(starts, ends) in `ids` of the corpus reviews at `positions`, after truncation."""
+        starts, ends = self.offsets[positions], self.offsets[positions + 1]
+        if self.max_len is not None:  # keep the end ("pre") or the start ("post")
+            cut = np.maximum(ends - starts - self.max_len, 0)
+            starts, ends = (starts + cut, ends) if self.truncating == "pre" else (starts, ends - cut)
+        return starts, ends
+
     def lengths(self) -> np.ndarray:
         """Token count of every review after truncation."""
-        full = self.offsets[self.indices + 1] - self.offsets[self.indices]
-        return full if self.max_len is None else np.minimum(full, self.max_len)
+        starts, ends = self.spans(self.indices)
+        return ends - starts
 
     def presence(self) -> tuple[np.ndarray, np.ndarray]:
         """Every distinct (review, id) pair after truncation: (review positions, ids)."""
-        lengths = self.lengths()
-        starts = self.offsets[self.indices]
-        if self.truncating == "pre" and self.max_len is not None:  # keep each review's end
-            starts = self.offsets[self.indices + 1] - lengths
+        starts, ends = self.spans(self.indices)
+        lengths = ends - starts
         review = np.repeat(np.arange(len(self)), lengths)  # (tokens,)
         within = np.arange(len(review)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
         ids = self.ids[np.repeat(starts, lengths) + within].astype(np.int64)
@@ -65,14 +71,10 @@ class ReviewBatch:
 
     def padded(self, padding: str) -> np.ndarray:
         """(B, T) int64 exactly as `pad_sequences` pads the truncated reviews; T = longest."""
-        data = self.dataset
-        starts, ends = data.offsets[self.positions], data.offsets[self.positions + 1]
-        if data.max_len is not None:  # truncate: keep the end ("pre") or the start ("post")
-            cut = np.maximum(ends - starts - data.max_len, 0)
-            starts, ends = (starts + cut, ends) if data.truncating == "pre" else (starts, ends - cut)
+        starts, ends = self.dataset.spans(self.positions)
         width = max(1, int((ends - starts).max(initial=0)))  # an all-empty batch has one step
         tokens = np.zeros((len(starts), width), dtype=np.int64)
-        ids = data.ids
+        ids = self.dataset.ids
         pre = padding == "pre"
         for row, start, end in zip(tokens, starts.tolist(), ends.tolist(), strict=True):
             if end > start:  # plain slices: faster than one fancy-indexed scatter here

@@ -107,8 +107,12 @@ class SentimentClassifier(pl.LightningModule):
     def _log_epoch(self, split: str, loss: torch.Tensor, acc: torch.Tensor) -> None:
         self.log(f"{split}/loss", loss, prog_bar=split == "train")
         self.log(f"{split}/acc", acc, prog_bar=True)
+        self._record({f"{split}/loss": float(loss), f"{split}/acc": float(acc)})
+
+    def _record(self, values: dict) -> None:
+        """Add this epoch's figures to the history (curves.png, metrics.json)."""
         row = self.history.setdefault(self.current_epoch, {"epoch": self.current_epoch + 1})
-        row.update({f"{split}/loss": float(loss), f"{split}/acc": float(acc)})
+        row.update(values)
 
     def validation_step(self, batch, batch_idx: int) -> None:
         self._eval_step(batch, "val")
@@ -169,8 +173,7 @@ class SentimentClassifier(pl.LightningModule):
         acc = self.acc["val"].compute()
         self.val_acc_best(acc)
         best = self.val_acc_best.compute()
-        row = self.history.setdefault(self.current_epoch, {"epoch": self.current_epoch + 1})
-        row.update({"val/loss": float(self.mean_loss["val"].compute()), "val/acc": float(acc)})
+        self._record({"val/loss": float(self.mean_loss["val"].compute()), "val/acc": float(acc)})
         self.log("val/acc_best", best, sync_dist=True, prog_bar=True)
         self.log("hp_metric", best, sync_dist=True)
 
