@@ -14,9 +14,13 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from lightning_sentiment.atomic import atomic_write_json
-from lightning_sentiment.errors import find_user_error
-from lightning_sentiment.pipeline import train
+from lightning_sentiment.memory import configure_cpu_memory
+
+configure_cpu_memory()  # before torch is imported (lightning_sentiment.memory says why)
+
+from lightning_sentiment.atomic import atomic_write_json  # noqa: E402
+from lightning_sentiment.errors import find_user_error  # noqa: E402
+from lightning_sentiment.pipeline import train  # noqa: E402
 
 log = logging.getLogger(__name__)
 

@@ -23,6 +23,7 @@ from lightning_sentiment.checkpoint_io import AtomicCheckpointIO
 from lightning_sentiment.checkpointing import DATA_STATE_KEY, load_checkpoint
 from lightning_sentiment.data import SentimentDataModule, Vocabulary
 from lightning_sentiment.errors import SentimentError
+from lightning_sentiment.memory import configure_cpu_memory
 from lightning_sentiment.models import SentimentClassifier
 from lightning_sentiment.reports import write_run_reports
 
@@ -61,6 +62,7 @@ def train(cfg: DictConfig) -> dict:
 
 
 def _train(cfg: DictConfig) -> dict:
+    configure_cpu_memory()  # again: a sweep's worker processes do not run train.py
     configure_threads(cfg.get("threads"))
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)

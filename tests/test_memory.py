@@ -1,0 +1,52 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lightning_sentiment import memory
+
+
+@pytest.fixture
+def clean_env(monkeypatch):
+    monkeypatch.delenv("THP_MEM_ALLOC_ENABLE", raising=False)
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+def test_settings_applied(clean_env, monkeypatch):
+    assert memory.configure_cpu_memory() is True
+    assert os.environ["THP_MEM_ALLOC_ENABLE"] == "1"
+
+
+def test_user_settings_win(clean_env, monkeypatch):
+    monkeypatch.setenv("THP_MEM_ALLOC_ENABLE", "0")
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "131072")
+    assert memory.configure_cpu_memory() is False  # glibc's threshold left as the user set it
+    assert os.environ["THP_MEM_ALLOC_ENABLE"] == "0"
+
+
+def test_train_py_configures_before_torch_is_imported():
+    # torch reads THP_MEM_ALLOC_ENABLE once: the setting must come before its import.
+    code = (
+        "import sys, builtins\n"
+        "real = builtins.__import__\n"
+        "def spy(name, *a, **k):\n"
+        "    if name == 'torch' and 'torch' not in sys.modules:\n"
+        "        import os; print('THP at torch import:', os.environ.get('THP_MEM_ALLOC_ENABLE'))\n"
+        "    return real(name, *a, **k)\n"
+        "builtins.__import__ = spy\n"
+        "sys.argv = ['train.py']\n"
+        "import train\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"}
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    assert "THP at torch import: 1" in out.stdout
