@@ -13,23 +13,31 @@ times whole epochs instead).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-import pytorch_lightning as pl
-import torch
-from hydra import compose, initialize_config_dir
-from hydra.utils import instantiate
-from omegaconf import open_dict
+from lightning_sentiment.memory import configure_cpu_memory
 
-from lightning_sentiment.data import SentimentDataModule
-from lightning_sentiment.data.imdb import read_reviews
-from lightning_sentiment.predict import SentimentPredictor
+configure_cpu_memory()  # as train.py does, before torch is imported
+
+import pytorch_lightning as pl  # noqa: E402
+import torch  # noqa: E402
+from hydra import compose, initialize_config_dir  # noqa: E402
+from hydra.utils import instantiate  # noqa: E402
+from omegaconf import open_dict  # noqa: E402
+from pytorch_lightning.callbacks import EarlyStopping  # noqa: E402
+
+from lightning_sentiment.data import SentimentDataModule  # noqa: E402
+from lightning_sentiment.data.imdb import read_reviews  # noqa: E402
+from lightning_sentiment.pipeline import instantiate_callbacks, instantiate_loggers  # noqa: E402
+from lightning_sentiment.predict import SentimentPredictor  # noqa: E402
 
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 TRAIN_REVIEWS = 25_000
@@ -75,37 +83,56 @@ def compose_model(name: str, archive: str, data_dir: str, overrides: list[str]):
 
 
 class _BatchTimer(pl.Callback):
-    """Wall time of the training batches after `warmup`, hooks and optimizer included."""
+    """Wall time of `batches` training steps after `warmup`: from the end of one batch to
+    the end of another, so every callback's per-step hooks count once per step."""
 
-    def __init__(self, warmup: int) -> None:
-        self.warmup, self.start, self.seconds = warmup, None, None
+    def __init__(self, warmup: int, batches: int) -> None:
+        self.first, self.last = warmup - 1, warmup + batches - 1
+        self.start, self.seconds = None, None
 
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
-        if batch_idx == self.warmup:
-            self.start = time.perf_counter()
-
-    def on_train_epoch_end(self, trainer, pl_module) -> None:
-        self.seconds = time.perf_counter() - self.start
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        if batch_idx in (self.first, self.last):
+            if pl_module.device.type == "cuda":
+                torch.cuda.synchronize()  # queued kernels belong to the timed steps
+            if batch_idx == self.first:
+                self.start = time.perf_counter()
+            else:
+                self.seconds = time.perf_counter() - self.start
 
 
 def _lightning_seconds(cfg, datamodule, warmup: int, batches: int) -> float:
+    """The Trainer as train.py builds it: the config's callbacks (progress bar,
+    checkpointing, LR monitor) and loggers, so their per-step costs count. Early
+    stopping is left out (one validation batch gives it nothing to decide)."""
     pl.seed_everything(0, verbose=False)
     model = instantiate(cfg.model, _recursive_=False)
-    timer = _BatchTimer(warmup)
+    timer = _BatchTimer(max(warmup, 1), batches)
+    loggers = instantiate_loggers(cfg.get("logger"))
+    callbacks = [
+        c
+        for c in instantiate_callbacks(cfg.get("callbacks"), has_logger=bool(loggers))
+        if not isinstance(c, EarlyStopping)
+    ]
     trainer = pl.Trainer(
         accelerator=cfg.trainer.accelerator,
         devices=1,
         precision=cfg.trainer.precision,
         max_epochs=1,
-        limit_train_batches=warmup + batches,
-        limit_val_batches=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
+        limit_train_batches=max(warmup, 1) + batches,
+        limit_val_batches=1,  # the monitored val/acc exists for the checkpoint callback
+        num_sanity_val_steps=0,
+        logger=loggers or False,
+        log_every_n_steps=cfg.trainer.log_every_n_steps,
+        default_root_dir=cfg.paths.output_dir,
         enable_model_summary=False,
-        callbacks=[timer],
+        callbacks=[*callbacks, timer],
     )
-    trainer.fit(model, train_dataloaders=datamodule.train_dataloader())
+    with contextlib.redirect_stdout(sys.stderr):  # the progress bar; stdout is for the JSON
+        trainer.fit(
+            model,
+            train_dataloaders=datamodule.train_dataloader(),
+            val_dataloaders=datamodule.val_dataloader(),
+        )
     return timer.seconds
 
 
@@ -128,6 +155,8 @@ def _plain_seconds(cfg, datamodule, warmup: int, batches: int) -> tuple[float, f
     loader = iter(datamodule.train_dataloader())
     for i in range(warmup + batches):
         if i == warmup:
+            if device.type == "cuda":
+                torch.cuda.synchronize()  # the warm-up's queued kernels are not timed
             start, data_s = time.perf_counter(), 0.0
         fetch = time.perf_counter()
         batch = [t.to(device, non_blocking=True) for t in next(loader)]
