@@ -32,7 +32,7 @@ import torch  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
 from hydra.utils import instantiate  # noqa: E402
 from omegaconf import open_dict  # noqa: E402
-from pytorch_lightning.callbacks import EarlyStopping  # noqa: E402
+from pytorch_lightning.callbacks import EarlyStopping, TQDMProgressBar  # noqa: E402
 
 from lightning_sentiment.data import SentimentDataModule  # noqa: E402
 from lightning_sentiment.data.imdb import read_reviews  # noqa: E402
@@ -204,6 +204,72 @@ def bench_model(name: str, archive: str, data_dir: str, args) -> dict:
     }
 
 
+class _Tiny(pl.LightningModule):
+    """A 16 -> 1 linear model: its steps are almost all loop machinery."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer = torch.nn.Linear(16, 1)
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        return torch.nn.functional.mse_loss(self.layer(x).squeeze(-1), y)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.parameters(), fused=True)
+
+
+def bench_step_floor(steps: int, root: str) -> dict:
+    """Microseconds per step of a near-empty model: Lightning's fixed cost per step.
+
+    Lightning bare (no callbacks, logger or progress bar) against a plain loop, and
+    with the progress bar train.py uses (refresh every 20 steps).
+    """
+    generator = torch.Generator().manual_seed(0)
+    batches = [
+        (torch.randn(32, 16, generator=generator), torch.rand(32, generator=generator)) for _ in range(steps)
+    ]
+
+    def plain() -> float:
+        model = _Tiny()
+        optimizer = model.configure_optimizers()
+        for i, batch in enumerate(batches):
+            if i == 1:  # from the end of the first step, as the Lightning timer
+                start = time.perf_counter()
+            loss = model.training_step(batch, i)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        return time.perf_counter() - start
+
+    def lightning(progress_bar: bool) -> float:
+        timer = _BatchTimer(1, steps - 1)
+        callbacks = [TQDMProgressBar(refresh_rate=20)] if progress_bar else []
+        trainer = pl.Trainer(
+            accelerator="cpu",
+            max_epochs=1,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=progress_bar,
+            enable_model_summary=False,
+            callbacks=[*callbacks, timer],
+            default_root_dir=root,
+        )
+        with contextlib.redirect_stdout(sys.stderr):
+            trainer.fit(_Tiny(), train_dataloaders=torch.utils.data.DataLoader(batches, batch_size=None))
+        return timer.seconds
+
+    def us(seconds: list[float]) -> float:
+        return round(min(seconds) / (steps - 1) * 1e6, 1)  # min: the machine's noise only adds
+
+    plain_s, bare_s, bar_s = [], [], []
+    for _ in range(2):
+        plain_s.append(plain())
+        bare_s.append(lightning(progress_bar=False))
+        bar_s.append(lightning(progress_bar=True))
+    return {"plain_us": us(plain_s), "lightning_us": us(bare_s), "lightning_progress_bar_us": us(bar_s)}
+
+
 def bench_predict(
     name: str, archive: str, data_dir: str, texts: list[str], device: str, overrides=()
 ) -> float:
@@ -240,7 +306,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--full-epoch", action="store_true", help="time whole epochs")
     parser.add_argument("--predict-reviews", type=int, default=5000)
-    parser.add_argument("--skip", default="", help="parts to skip: data,models,predict")
+    parser.add_argument("--skip", default="", help="parts to skip: data,models,floor,predict")
     parser.add_argument("--smoke", action="store_true", help="tiny settings, for CI")
     parser.add_argument(
         "--override", nargs="*", default=[], help="extra Hydra overrides, e.g. data.batch_size=8"
@@ -259,6 +325,8 @@ def main(argv: list[str] | None = None) -> dict:
         if "models" not in skip:
             result["models"] = {m: bench_model(m, args.archive, data_dir, args) for m in models}
             result["lightning_overhead"] = max(r["lightning_overhead"] for r in result["models"].values())
+        if "floor" not in skip:  # Lightning's fixed cost per step, whatever the model
+            result["lightning_floor"] = bench_step_floor(50 if args.smoke else 2000, data_dir)
         if "predict" not in skip:
             raw = read_reviews(Path(args.archive))
             test = [t for t, is_test in zip(raw.texts, raw.is_test, strict=True) if is_test]

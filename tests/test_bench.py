@@ -15,7 +15,16 @@ def test_bench_smoke(tiny_archive, capsys):
             "data.val_size=0.1",
         ]
     )
-    assert set(result) == {"machine", "data", "models", "lightning_overhead", "predict_per_s"}
+    assert set(result) == {
+        "machine",
+        "data",
+        "models",
+        "lightning_overhead",
+        "lightning_floor",
+        "predict_per_s",
+    }
+    floor = result["lightning_floor"]
+    assert floor["lightning_us"] > floor["plain_us"] > 0 and floor["lightning_progress_bar_us"] > 0
     assert result["data"]["cold_s"] > result["data"]["warm_s"] > 0
     lstm = result["models"]["lstm"]
     assert lstm["epoch_s"] > 0 and lstm["tokens_per_s"] > 0 and 0 <= lstm["padding_share"] < 1
