@@ -7,7 +7,8 @@
 Prints one JSON object. Each figure is the median of `--repeats` runs after a
 warm-up. Epoch seconds are extrapolated from `--batches` training batches drawn
 by the real length-aware sampler to the 25,000 training reviews (`--full-epoch`
-times whole epochs instead).
+times whole epochs instead). Lightning runs with train.py's callbacks and logger;
+`lightning_floor` is its fixed cost per step, measured on a near-empty model.
 """
 
 from __future__ import annotations
