@@ -32,11 +32,12 @@ import pytorch_lightning as pl  # noqa: E402
 import torch  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
 from hydra.utils import instantiate  # noqa: E402
-from omegaconf import open_dict  # noqa: E402
-from pytorch_lightning.callbacks import EarlyStopping, TQDMProgressBar  # noqa: E402
+from omegaconf import OmegaConf, open_dict  # noqa: E402
+from pytorch_lightning.callbacks import EarlyStopping  # noqa: E402
 
 from lightning_sentiment.data import SentimentDataModule  # noqa: E402
 from lightning_sentiment.data.imdb import read_reviews  # noqa: E402
+from lightning_sentiment.models.module import LeanLightningModule  # noqa: E402
 from lightning_sentiment.pipeline import instantiate_callbacks, instantiate_loggers  # noqa: E402
 from lightning_sentiment.predict import SentimentPredictor  # noqa: E402
 
@@ -126,6 +127,7 @@ def _lightning_seconds(cfg, datamodule, warmup: int, batches: int) -> float:
         log_every_n_steps=cfg.trainer.log_every_n_steps,
         default_root_dir=cfg.paths.output_dir,
         enable_model_summary=False,
+        profiler=_profiler(cfg),
         callbacks=[*callbacks, timer],
     )
     with contextlib.redirect_stdout(sys.stderr):  # the progress bar; stdout is for the JSON
@@ -205,8 +207,9 @@ def bench_model(name: str, archive: str, data_dir: str, args) -> dict:
     }
 
 
-class _Tiny(pl.LightningModule):
-    """A 16 -> 1 linear model: its steps are almost all loop machinery."""
+class _Tiny(LeanLightningModule):
+    """A 16 -> 1 linear model: its steps are almost all loop machinery (with the hook
+    bookkeeping fast path that SentimentClassifier has)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -216,20 +219,31 @@ class _Tiny(pl.LightningModule):
         x, y = batch
         return torch.nn.functional.mse_loss(self.layer(x).squeeze(-1), y)
 
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self.log("val/acc", 1 - self.training_step(batch, batch_idx))  # what the callbacks monitor
+
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.parameters(), fused=True)
+
+
+def _profiler(cfg):
+    """`trainer.profiler` as train.py's `instantiate(cfg.trainer)` builds it."""
+    profiler = cfg.trainer.get("profiler")
+    return instantiate(profiler) if OmegaConf.is_dict(profiler) else profiler
 
 
 def bench_step_floor(steps: int, root: str) -> dict:
     """Microseconds per step of a near-empty model: Lightning's fixed cost per step.
 
-    Lightning bare (no callbacks, logger or progress bar) against a plain loop, and
-    with the progress bar train.py uses (refresh every 20 steps).
+    A plain loop; a bare Lightning Trainer (no callbacks, logger, progress bar or
+    profiler); and the Trainer as train.py builds it (`conf/`'s default callbacks,
+    logger and profiler).
     """
     generator = torch.Generator().manual_seed(0)
     batches = [
         (torch.randn(32, 16, generator=generator), torch.rand(32, generator=generator)) for _ in range(steps)
     ]
+    cfg = compose_model("mlp", "unused", root, [])
 
     def plain() -> float:
         model = _Tiny()
@@ -243,32 +257,38 @@ def bench_step_floor(steps: int, root: str) -> dict:
             optimizer.step()
         return time.perf_counter() - start
 
-    def lightning(progress_bar: bool) -> float:
+    def lightning(as_train_py: bool) -> float:
         timer = _BatchTimer(1, steps - 1)
-        callbacks = [TQDMProgressBar(refresh_rate=20)] if progress_bar else []
+        loggers = instantiate_loggers(cfg.logger) if as_train_py else []
+        callbacks = instantiate_callbacks(cfg.callbacks, bool(loggers)) if as_train_py else []
         trainer = pl.Trainer(
             accelerator="cpu",
             max_epochs=1,
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=progress_bar,
+            limit_val_batches=1,
+            num_sanity_val_steps=0,
+            logger=loggers or False,
+            log_every_n_steps=cfg.trainer.log_every_n_steps,
+            enable_checkpointing=as_train_py,
+            enable_progress_bar=as_train_py,
             enable_model_summary=False,
+            profiler=_profiler(cfg) if as_train_py else None,
             callbacks=[*callbacks, timer],
             default_root_dir=root,
         )
+        loader = torch.utils.data.DataLoader(batches, batch_size=None)
         with contextlib.redirect_stdout(sys.stderr):
-            trainer.fit(_Tiny(), train_dataloaders=torch.utils.data.DataLoader(batches, batch_size=None))
+            trainer.fit(_Tiny(), train_dataloaders=loader, val_dataloaders=loader)
         return timer.seconds
 
     def us(seconds: list[float]) -> float:
         return round(min(seconds) / (steps - 1) * 1e6, 1)  # min: the machine's noise only adds
 
-    plain_s, bare_s, bar_s = [], [], []
+    plain_s, bare_s, train_py_s = [], [], []
     for _ in range(2):
         plain_s.append(plain())
-        bare_s.append(lightning(progress_bar=False))
-        bar_s.append(lightning(progress_bar=True))
-    return {"plain_us": us(plain_s), "lightning_us": us(bare_s), "lightning_progress_bar_us": us(bar_s)}
+        bare_s.append(lightning(as_train_py=False))
+        train_py_s.append(lightning(as_train_py=True))
+    return {"plain_us": us(plain_s), "lightning_us": us(bare_s), "lightning_train_py_us": us(train_py_s)}
 
 
 def bench_predict(

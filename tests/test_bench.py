@@ -24,7 +24,7 @@ def test_bench_smoke(tiny_archive, capsys):
         "predict_per_s",
     }
     floor = result["lightning_floor"]
-    assert floor["lightning_us"] > floor["plain_us"] > 0 and floor["lightning_progress_bar_us"] > 0
+    assert floor["lightning_us"] > floor["plain_us"] > 0 and floor["lightning_train_py_us"] > 0
     assert result["data"]["cold_s"] > result["data"]["warm_s"] > 0
     lstm = result["models"]["lstm"]
     assert lstm["epoch_s"] > 0 and lstm["tokens_per_s"] > 0 and 0 <= lstm["padding_share"] < 1
