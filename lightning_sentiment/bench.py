@@ -38,7 +38,11 @@ from pytorch_lightning.callbacks import EarlyStopping  # noqa: E402
 from lightning_sentiment.data import SentimentDataModule  # noqa: E402
 from lightning_sentiment.data.imdb import read_reviews  # noqa: E402
 from lightning_sentiment.models.module import LeanLightningModule  # noqa: E402
-from lightning_sentiment.pipeline import instantiate_callbacks, instantiate_loggers  # noqa: E402
+from lightning_sentiment.pipeline import (  # noqa: E402
+    configure_threads,
+    instantiate_callbacks,
+    instantiate_loggers,
+)
 from lightning_sentiment.predict import SentimentPredictor  # noqa: E402
 
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
@@ -184,6 +188,7 @@ def bench_model(name: str, archive: str, data_dir: str, args) -> dict:
     trainer = ["trainer=gpu"] if args.device == "gpu" else ["trainer.accelerator=cpu"]
     overrides = [*trainer, *args.override]  # trainer=gpu: 16-mixed unless overridden
     cfg = compose_model(name, archive, data_dir, overrides)
+    configure_threads(cfg.get("threads"))  # as train.py: `--override threads=1` applies
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")
     available = len(datamodule.train_dataloader()) - args.warmup
