@@ -32,9 +32,9 @@ import pytorch_lightning as pl  # noqa: E402
 import torch  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
 from hydra.utils import instantiate  # noqa: E402
-from omegaconf import OmegaConf, open_dict  # noqa: E402
-from pytorch_lightning.callbacks import EarlyStopping  # noqa: E402
+from omegaconf import open_dict  # noqa: E402
 
+from lightning_sentiment.checkpoint_io import AtomicCheckpointIO  # noqa: E402
 from lightning_sentiment.data import SentimentDataModule  # noqa: E402
 from lightning_sentiment.data.imdb import read_reviews  # noqa: E402
 from lightning_sentiment.models.module import LeanLightningModule  # noqa: E402
@@ -106,34 +106,31 @@ class _BatchTimer(pl.Callback):
                 self.seconds = time.perf_counter() - self.start
 
 
+def _train_py_trainer(cfg, timer: pl.Callback, **limits) -> pl.Trainer:
+    """The Trainer as train.py builds it from `cfg.trainer` (precision, profiler, logging
+    interval), with the config's callbacks and loggers so their per-step costs count,
+    plus the `timer` and the benchmark's `limits` (one epoch of so many batches)."""
+    loggers = instantiate_loggers(cfg.get("logger"))
+    callbacks = instantiate_callbacks(cfg.get("callbacks"), has_logger=bool(loggers))
+    return instantiate(
+        cfg.trainer,
+        callbacks=[*callbacks, timer],
+        logger=loggers or False,
+        plugins=[AtomicCheckpointIO()],
+        devices=1,
+        max_epochs=1,
+        limit_val_batches=1,  # the monitored val/acc exists for the checkpoint callback
+        num_sanity_val_steps=0,
+        enable_model_summary=False,
+        **limits,
+    )
+
+
 def _lightning_seconds(cfg, datamodule, warmup: int, batches: int) -> float:
-    """The Trainer as train.py builds it: the config's callbacks (progress bar,
-    checkpointing, LR monitor) and loggers, so their per-step costs count. Early
-    stopping is left out (one validation batch gives it nothing to decide)."""
     pl.seed_everything(0, verbose=False)
     model = instantiate(cfg.model, _recursive_=False)
     timer = _BatchTimer(max(warmup, 1), batches)
-    loggers = instantiate_loggers(cfg.get("logger"))
-    callbacks = [
-        c
-        for c in instantiate_callbacks(cfg.get("callbacks"), has_logger=bool(loggers))
-        if not isinstance(c, EarlyStopping)
-    ]
-    trainer = pl.Trainer(
-        accelerator=cfg.trainer.accelerator,
-        devices=1,
-        precision=cfg.trainer.precision,
-        max_epochs=1,
-        limit_train_batches=max(warmup, 1) + batches,
-        limit_val_batches=1,  # the monitored val/acc exists for the checkpoint callback
-        num_sanity_val_steps=0,
-        logger=loggers or False,
-        log_every_n_steps=cfg.trainer.log_every_n_steps,
-        default_root_dir=cfg.paths.output_dir,
-        enable_model_summary=False,
-        profiler=_profiler(cfg),
-        callbacks=[*callbacks, timer],
-    )
+    trainer = _train_py_trainer(cfg, timer, limit_train_batches=max(warmup, 1) + batches)
     with contextlib.redirect_stdout(sys.stderr):  # the progress bar; stdout is for the JSON
         trainer.fit(
             model,
@@ -231,12 +228,6 @@ class _Tiny(LeanLightningModule):
         return torch.optim.Adam(self.parameters(), fused=True)
 
 
-def _profiler(cfg):
-    """`trainer.profiler` as train.py's `instantiate(cfg.trainer)` builds it."""
-    profiler = cfg.trainer.get("profiler")
-    return instantiate(profiler) if OmegaConf.is_dict(profiler) else profiler
-
-
 def bench_step_floor(steps: int, root: str) -> dict:
     """Microseconds per step of a near-empty model: Lightning's fixed cost per step.
 
@@ -264,22 +255,21 @@ def bench_step_floor(steps: int, root: str) -> dict:
 
     def lightning(as_train_py: bool) -> float:
         timer = _BatchTimer(1, steps - 1)
-        loggers = instantiate_loggers(cfg.logger) if as_train_py else []
-        callbacks = instantiate_callbacks(cfg.callbacks, bool(loggers)) if as_train_py else []
-        trainer = pl.Trainer(
-            accelerator="cpu",
-            max_epochs=1,
-            limit_val_batches=1,
-            num_sanity_val_steps=0,
-            logger=loggers or False,
-            log_every_n_steps=cfg.trainer.log_every_n_steps,
-            enable_checkpointing=as_train_py,
-            enable_progress_bar=as_train_py,
-            enable_model_summary=False,
-            profiler=_profiler(cfg) if as_train_py else None,
-            callbacks=[*callbacks, timer],
-            default_root_dir=root,
-        )
+        if as_train_py:
+            trainer = _train_py_trainer(cfg, timer, accelerator="cpu")
+        else:
+            trainer = pl.Trainer(
+                accelerator="cpu",
+                max_epochs=1,
+                limit_val_batches=1,
+                num_sanity_val_steps=0,
+                logger=False,
+                enable_checkpointing=False,
+                enable_progress_bar=False,
+                enable_model_summary=False,
+                callbacks=[timer],
+                default_root_dir=root,
+            )
         loader = torch.utils.data.DataLoader(batches, batch_size=None)
         with contextlib.redirect_stdout(sys.stderr):
             trainer.fit(_Tiny(), train_dataloaders=loader, val_dataloaders=loader)
