@@ -10,9 +10,12 @@ from torch import nn
 _ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU}
 WEIGHTINGS = ("binary", "count", "nb")
 # Up to this vocabulary the (batch, vocab) matrix and one matrix product beat the bag's
-# per-row dedupe, gather and scatter: forward + backward 7.0 vs 8.5 ms a batch of 512
-# at 10k words on 2 CPU cores (experiment=keras_mlp).
-DENSE_MAX_VOCAB = 20_000
+# per-row dedupe, gather and scatter on CPU. Plain-loop epoch of experiment=keras_mlp
+# (batch 512, 2 CPU cores), dense vs bag: 2k words 0.16 vs 0.23-0.27 s, 5k 0.18-0.24
+# vs 0.21-0.22, 10k 0.29-0.35 vs 0.23-0.29.
+DENSE_MAX_VOCAB = 5_000
+# GPUs: a scatter and one product; the bag path's sort costs more there (not re-measured).
+DENSE_MAX_VOCAB_CUDA = 20_000
 
 
 def dedupe_rows(tokens: torch.Tensor) -> torch.Tensor:
@@ -29,7 +32,7 @@ class _BagSum(torch.autograd.Function):
     EmbeddingBag's forward on the flattened ids, and a backward that scatter-adds the
     row gradients into the ids' rows. EmbeddingBag's own CPU backward sorts every id
     of the batch first: 15 ms of the default MLP's 28 ms step (bigrams, 100k ids,
-    batch 512) against ~8 ms here. CPU only: flattening is a host sync on a GPU.
+    batch 512) against ~7 ms here. CPU only: flattening is a host sync on a GPU.
     """
 
     @staticmethod
@@ -38,19 +41,23 @@ class _BagSum(torch.autograd.Function):
         counts = real.sum(1)  # (B,)
         flat = tokens[real]  # (N,) the batch's ids, row after row
         flat_weights = None if per_sample_weights is None else per_sample_weights[real].to(weight.dtype)
-        ctx.save_for_backward(flat, counts, flat_weights)
+        reviews = torch.arange(len(counts), device=tokens.device)
+        rows = reviews.repeat_interleave(counts, output_size=len(flat))  # (N,): each id's review
+        ctx.save_for_backward(flat, rows, flat_weights)
         ctx.weight_shape = weight.shape
         offsets = counts.cumsum(0) - counts  # (B,) where each row's ids start in `flat`
         return F.embedding_bag(flat, weight, offsets, mode="sum", per_sample_weights=flat_weights)
 
     @staticmethod
     def backward(ctx, grad):  # grad (B, H)
-        flat, counts, flat_weights = ctx.saved_tensors
-        per_id = grad.repeat_interleave(counts, dim=0, output_size=len(flat))  # (N, H)
+        flat, rows, flat_weights = ctx.saved_tensors
+        # contiguous: an expanded grad (from a sum) makes index_select 10x slower
+        per_id = grad.contiguous().index_select(0, rows)  # (N, H)
         if flat_weights is not None:
             per_id = per_id * flat_weights[:, None]
-        # accumulate=True: an id in several rows gets the sum of their gradients
-        grad_weight = grad.new_zeros(ctx.weight_shape).index_put_((flat,), per_id, accumulate=True)
+        # index_add_ sums the rows of an id that appears in several reviews; on CPU it is
+        # 1.3-3x faster than index_put_(accumulate=True)
+        grad_weight = grad.new_zeros(ctx.weight_shape).index_add_(0, flat, per_id)
         return None, None, grad_weight
 
 
@@ -104,7 +111,7 @@ class MultiHotMLP(nn.Module):
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """tokens (B, T) int64 with 0 = padding -> logits (B,)."""
-        if self.first.num_embeddings <= DENSE_MAX_VOCAB:
+        if self.first.num_embeddings <= (DENSE_MAX_VOCAB_CUDA if tokens.is_cuda else DENSE_MAX_VOCAB):
             hidden = self._dense_input(tokens) @ self.first.weight  # (B, V) @ (V, H0)
         else:
             if self.weighting != "count":
