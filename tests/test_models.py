@@ -7,6 +7,7 @@ from lightning_sentiment.data.text import pad_sequences
 from lightning_sentiment.models import LSTMClassifier, MultiHotMLP, SentimentClassifier
 from lightning_sentiment.models import mlp as mlp_module
 from lightning_sentiment.models.lstm import left_align, reverse_within
+from lightning_sentiment.models.mlp import flat_ids
 
 REVIEWS = [torch.tensor([5, 3, 9, 2]), torch.tensor([7]), torch.tensor([4, 4, 8, 1, 6, 2, 3])]
 
@@ -142,6 +143,27 @@ def test_mlp_dense_and_bag_paths_agree(weighting, monkeypatch):
         grads.append((out.detach(), net.first.weight.grad.clone()))
     torch.testing.assert_close(grads[0][0], grads[1][0])
     torch.testing.assert_close(grads[0][1], grads[1][1])
+
+
+@pytest.mark.parametrize("vocab_size", [40, 2**30])  # int32 keys, then int64 (B * V >= 2**31)
+def test_flat_ids_lists_each_rows_ids(vocab_size):
+    torch.manual_seed(0)
+    tokens = torch.randint(0, 40, (4, 30))
+    tokens[1] = 0  # an empty review
+    tokens[3, :12] = 39  # repeats
+    ids, rows, counts = flat_ids(tokens, vocab_size, distinct=True)
+    for r, row in enumerate(tokens):
+        assert ids[rows == r].tolist() == row[row > 0].unique().tolist()  # ascending, once each
+    assert counts.tolist() == [len(row[row > 0].unique()) for row in tokens]
+    ids, rows, counts = flat_ids(tokens, vocab_size, distinct=False)
+    assert ids.tolist() == tokens[tokens > 0].tolist()  # every occurrence, row after row
+    assert rows.tolist() == sum(([r] * int((row > 0).sum()) for r, row in enumerate(tokens)), [])
+
+
+def test_flat_ids_rejects_ids_beyond_the_vocabulary():
+    """Row r's key for id V + 1 would be row r + 1's for id 1: refused instead."""
+    with pytest.raises(IndexError, match="token id 41 is out of range for a vocabulary of 40"):
+        flat_ids(torch.tensor([[3, 41], [1, 2]]), 40, distinct=True)
 
 
 def test_mlp_padding_invariance():
