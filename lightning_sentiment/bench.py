@@ -192,18 +192,24 @@ def bench_model(name: str, archive: str, data_dir: str, args) -> dict:
     batches = available if args.full_epoch else min(args.batches, available)
     reviews = batches * cfg.data.batch_size
     plain, light, data = [], [], []
-    for _ in range(args.repeats):
+    for repeat in range(args.repeats):
+        # Alternate which loop goes first: on a shared machine the load drifts, and a
+        # pair measured back to back sees the same load (hence the median of the ratios).
+        if repeat % 2:
+            light.append(_lightning_seconds(cfg, datamodule, args.warmup, batches))
         seconds, data_s, real, computed = _plain_seconds(cfg, datamodule, args.warmup, batches)
         plain.append(seconds)
         data.append(data_s / seconds)
-        light.append(_lightning_seconds(cfg, datamodule, args.warmup, batches))
+        if not repeat % 2:
+            light.append(_lightning_seconds(cfg, datamodule, args.warmup, batches))
+    ratios = [lig / pla for lig, pla in zip(light, plain, strict=True)]
     epoch_s = statistics.median(light) * TRAIN_REVIEWS / reviews
     return {
         "epoch_s": round(epoch_s, 2),
         "tokens_per_s": round(real / statistics.median(light)),
         "padding_share": round(1 - real / computed, 4),
         "plain_loop_epoch_s": round(statistics.median(plain) * TRAIN_REVIEWS / reviews, 2),
-        "lightning_overhead": round(statistics.median(light) / statistics.median(plain), 4),
+        "lightning_overhead": round(statistics.median(ratios), 4),  # Lightning / plain, paired
         "data_share": round(statistics.median(data), 4),  # of the plain loop's time: batch loading
         "measured_batches": batches,
     }

@@ -1,4 +1,8 @@
-from lightning_sentiment import bench
+import sys
+
+import pytest
+
+from lightning_sentiment import bench, bench_allocator
 
 
 def test_bench_smoke(tiny_archive, capsys):
@@ -30,3 +34,28 @@ def test_bench_smoke(tiny_archive, capsys):
     assert lstm["epoch_s"] > 0 and lstm["tokens_per_s"] > 0 and 0 <= lstm["padding_share"] < 1
     assert lstm["lightning_overhead"] > 0 and set(result["predict_per_s"]) == {"lstm"}
     assert '"machine"' in capsys.readouterr().out
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+def test_allocator_bench_smoke(tiny_archive, capsys):
+    """One round: a child process under each trim threshold, paired."""
+    result = bench_allocator.main(
+        [
+            "--archive",
+            str(tiny_archive),
+            "--models",
+            "keras_mlp",
+            "--batches",
+            "2",
+            "--rounds",
+            "1",
+            "--override",
+            "data.batch_size=8",
+            "data.vocab_size=64",
+            "data.val_size=0.1",
+        ]
+    )
+    figures = result["keras_mlp"]
+    assert figures["batches"] == 2 and figures["seconds_128k"] > 0 and figures["seconds_32m"] > 0
+    assert figures["time_ratio_32m_over_128k"] > 0 and figures["faults_128k"] >= 0
+    assert '"keras_mlp"' in capsys.readouterr().out
