@@ -47,6 +47,19 @@ def test_sampler_shards_per_rank(monkeypatch, shuffle):
         assert sorted(seen) == list(range(203))
 
 
+@pytest.mark.parametrize("size", [0, 1, 31, 32, 33, 1000, 1600, 1601, 3333])
+@pytest.mark.parametrize("drop_last", [False, True])
+def test_sampler_length_is_what_it_yields(monkeypatch, size, drop_last):
+    """len() is counted, not built: it must equal the batches of every rank and mode."""
+    lengths = np.random.default_rng(size).integers(1, 300, size=size)
+    for world in (1, 2, 3):
+        for rank in range(world):
+            fake_rank(monkeypatch, rank, world)
+            for shuffle in (True, False):
+                sampler = BucketBatchSampler(lengths, 32, shuffle=shuffle, seed=3, drop_last=drop_last)
+                assert len(sampler) == len(list(sampler)), (world, rank, shuffle)
+
+
 def sweep_tail(tmp_path, archive) -> list[str]:
     """A 2-job sweep on the tiny archive, writing under tmp_path."""
     return [

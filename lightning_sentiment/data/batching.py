@@ -162,7 +162,17 @@ class BucketBatchSampler(Sampler[list[int]]):
             yield batch.tolist()
 
     def __len__(self) -> int:
-        return len(self._batches())
+        """This rank's batches, counted without building them (Lightning asks ~3 times an
+        epoch; building them shuffles and sorts the whole split)."""
+        rank, world = _rank_and_world()
+        if not self.shuffle:
+            return self._count(len(range(rank, len(self.lengths), world)))
+        full_pools, rest = divmod(len(self.lengths), self.pool)
+        return (full_pools * self._count(self.pool) + self._count(rest)) // world
+
+    def _count(self, reviews: int) -> int:
+        """How many batches `_cut` makes of so many reviews."""
+        return reviews // self.batch_size if self.drop_last else -(-reviews // self.batch_size)
 
 
 def _rank_and_world() -> tuple[int, int]:
