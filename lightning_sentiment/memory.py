@@ -12,8 +12,8 @@ at 3.4 GB in its first epoch and 4.4 GB over a whole run, while one step needs a
 - a 32 MB trim threshold (twice the mmap threshold, glibc's own rule when it adjusts
   them): fixing the mmap threshold freezes the trim threshold at 128 KB, and glibc
   then hands the heap's free top back after nearly every step and faults it in again
-  (keras_mlp: 4,500 page faults an epoch -> none, 9% faster; keras_lstm_80 22,500 ->
-  none, 14%);
+  (`python -m lightning_sentiment.bench_allocator`, 40 training batches: keras_mlp
+  4,253 page faults -> 0, 0.77 of the time; keras_lstm_80 7,880 -> 0, 0.85);
 - `THP_MEM_ALLOC_ENABLE=1`: torch puts tensors of 2 MB and more on huge pages, so
   fresh pages cost fewer faults.
 Environment variables set by the user win: `THP_MEM_ALLOC_ENABLE=0`,
