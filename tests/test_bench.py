@@ -4,6 +4,9 @@ import pytest
 
 from lightning_sentiment import bench, bench_allocator
 
+# What the tiny test archive (a few dozen reviews) can feed: small batches and vocabulary.
+TINY_OVERRIDES = ["--override", "data.batch_size=8", "data.vocab_size=64", "data.val_size=0.1"]
+
 
 def test_bench_smoke(tiny_archive, capsys):
     result = bench.main(
@@ -13,10 +16,7 @@ def test_bench_smoke(tiny_archive, capsys):
             "--smoke",
             "--models",
             "lstm,keras_mlp",
-            "--override",
-            "data.batch_size=8",
-            "data.vocab_size=64",
-            "data.val_size=0.1",
+            *TINY_OVERRIDES,
         ]
     )
     assert set(result) == {
@@ -49,10 +49,7 @@ def test_allocator_bench_smoke(tiny_archive, capsys):
             "2",
             "--rounds",
             "1",
-            "--override",
-            "data.batch_size=8",
-            "data.vocab_size=64",
-            "data.val_size=0.1",
+            *TINY_OVERRIDES,
         ]
     )
     figures = result["keras_mlp"]
