@@ -50,6 +50,55 @@ def test_lstm_padding_invariance(bidirectional, pooling, keras_bias):
     assert reference.shape == (3,)
 
 
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("pooling", ["max", "mean"])
+def test_chunked_lstm_pools_independent_segments(bidirectional, pooling):
+    """chunk=3: each review is read as segments of 3 tokens, each from a fresh state, and
+    the review's features are the segments' features pooled as one sequence."""
+    torch.manual_seed(0)
+    net = LSTMClassifier(10, 8, 6, num_layers=2, bidirectional=bidirectional, pooling=pooling)
+    net.eval()
+    features = []
+    net.head.register_forward_hook(lambda mod, inp, out: features.append(inp[0]))
+    with torch.no_grad():
+        whole = net(padded(7, "pre"))
+        net.chunk = 7  # one segment a review: same as reading it whole
+        torch.testing.assert_close(net(padded(9, "post")), whole, rtol=1e-5, atol=1e-6)
+        net.chunk = 3
+        chunked = net(padded(7, "pre"))
+        for width, padding in ((8, "post"), (12, "pre")):  # padding-invariant too
+            torch.testing.assert_close(net(padded(width, padding)), chunked, rtol=1e-5, atol=1e-6)
+        review = REVIEWS[2]  # 7 tokens: segments of 3, 3 and 1
+        net.chunk = None
+        net(torch.stack([review[:3], review[3:6], torch.tensor([review[6], 0, 0])]))
+    segments, lengths = features[-1], torch.tensor([3.0, 3.0, 1.0])
+    expected = segments.amax(0) if pooling == "max" else (segments * lengths[:, None]).sum(0) / 7
+    torch.testing.assert_close(features[2][2], expected, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(chunked, whole)
+
+
+def test_chunk_and_word_dropout_arguments_are_checked():
+    with pytest.raises(ValueError, match="chunk=4 needs pooling max or mean"):
+        LSTMClassifier(10, 4, 4, pooling="last", chunk=4)
+    with pytest.raises(ValueError, match="word_dropout=1.0"):
+        LSTMClassifier(10, 4, 4, word_dropout=1.0)
+
+
+def test_word_dropout_zeroes_whole_words_in_training_only():
+    torch.manual_seed(0)
+    net = LSTMClassifier(10, 8, 6, pooling="max", dropout=0.0, word_dropout=0.5)
+    seen = []
+    net.forward_layers[0].register_forward_hook(lambda mod, inp, out: seen.append(inp[0]))
+    tokens = torch.randint(1, 10, (4, 50))
+    net.train()(tokens)
+    net.eval()(tokens)
+    dropped = (seen[0] == 0).all(-1)  # (B, T): words whose whole embedding is zero
+    assert 0.35 < dropped.float().mean() < 0.65
+    kept = ~dropped
+    torch.testing.assert_close(seen[0][kept], 2 * seen[1][kept])  # scaled by 1 / (1 - p)
+    assert not (seen[1] == 0).all(-1).any()
+
+
 def test_bidirectional_reads_both_ways():
     torch.manual_seed(0)
     net = LSTMClassifier(vocab_size=10, embed_dim=4, hidden_dim=3, bidirectional=True).eval()
@@ -205,3 +254,36 @@ def test_keras_init():
     assert net.embedding.weight.abs().max() <= 0.01 and net.embedding.weight[0].abs().sum() == 0
     w_hh = net.forward_layers[0].weight_hh_l0[:4]
     torch.testing.assert_close(w_hh @ w_hh.T, torch.eye(4), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("precision", ["16-mixed", "bf16-mixed"])
+def test_gradient_clipping_works_with_a_fused_optimizer_in_mixed_precision(precision):
+    """Lightning refuses to clip for fused optimizers in mixed precision; our module clips
+    them as it clips the unfused ones (fp16 gradients unscaled first)."""
+    import pytorch_lightning as pl
+    from pytorch_lightning.plugins.precision import MixedPrecision
+
+    def fit(fused: bool, clip: float | None) -> torch.Tensor:
+        torch.manual_seed(0)
+        net = {"_target_": "lightning_sentiment.models.MultiHotMLP", "vocab_size": 20, "hidden_dims": [8]}
+        opt = {"_target_": "torch.optim.SGD", "_partial_": True, "lr": 1.0, "fused": fused}
+        module = SentimentClassifier(net, opt)
+        tokens = torch.randint(1, 20, (64, 12))
+        data = torch.utils.data.TensorDataset(tokens, (tokens[:, 0] > 10).float())
+        scaler = torch.amp.GradScaler("cpu", init_scale=1024.0) if precision == "16-mixed" else None
+        trainer = pl.Trainer(
+            accelerator="cpu",
+            plugins=[MixedPrecision(precision, "cpu", scaler=scaler)],
+            max_epochs=1,
+            gradient_clip_val=clip,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+        )
+        trainer.fit(module, torch.utils.data.DataLoader(data, batch_size=16))
+        return torch.cat([p.detach().flatten() for p in module.parameters()])
+
+    clipped = fit(fused=True, clip=1e-3)
+    torch.testing.assert_close(clipped, fit(fused=False, clip=1e-3))
+    assert not torch.allclose(clipped, fit(fused=True, clip=None))

@@ -28,12 +28,34 @@ def reverse_within(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     return x.gather(1, idx[:, :, None].expand_as(x))
 
 
+def split_segments(
+    tokens: torch.Tensor, lengths: torch.Tensor, chunk: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    """Cut left-aligned reviews (B, T) into segments of `chunk` tokens, dropping empty ones.
+
+    Returns (segments (S, chunk), their lengths (S,), their slot in the (B * n) grid (S,), n):
+    segment k of review b sits in slot b * n + k.
+    """
+    n = -(-tokens.shape[1] // chunk)  # segments a review: ceil(T / chunk)
+    grid = nn.functional.pad(tokens, (0, n * chunk - tokens.shape[1])).view(-1, chunk)
+    starts = torch.arange(n, device=tokens.device) * chunk  # (n,)
+    seg_lengths = (lengths[:, None] - starts).clamp(0, chunk).view(-1)  # (B * n,)
+    slots = (seg_lengths > 0).nonzero().squeeze(1)  # (S,)
+    return grid[slots], seg_lengths[slots], slots, n
+
+
 class LSTMClassifier(nn.Module):
     """A padding-invariant (bi)LSTM: the same review gives the same logit however padded.
 
     Padded steps are never read before real ones (the backward direction runs on
     each sequence reversed within its length), and pooling masks them, so no
     `pack_padded_sequence` is needed (it makes CPU training several times slower).
+
+    `chunk`: the LSTM reads each review as independent segments of that many tokens
+    (state reset at each), pooled over the whole review (Johnson & Zhang 2016 train
+    so). A GPU then runs `chunk` sequential steps a batch instead of the longest
+    review's length. `word_dropout`: in training, that share of the tokens has its whole
+    embedding zeroed (and the rest scaled up), so the model cannot lean on single words.
     """
 
     def __init__(
@@ -50,10 +72,17 @@ class LSTMClassifier(nn.Module):
         keras_bias: bool = False,
         init: str = "torch",
         embed_init_range: float | None = None,
+        chunk: int | None = None,
+        word_dropout: float = 0.0,
     ) -> None:
         super().__init__()
         if pooling not in ("last", "max", "mean"):
             raise ValueError(f"pooling={pooling} is not allowed: use last, max or mean")
+        if chunk is not None and (chunk < 1 or pooling == "last"):
+            raise ValueError(f"chunk={chunk} needs pooling max or mean and a size >= 1")
+        if not 0.0 <= word_dropout < 1.0:
+            raise ValueError(f"word_dropout={word_dropout} must lie in [0, 1)")
+        self.chunk, self.word_dropout = chunk, word_dropout
         if init not in ("torch", "keras"):
             raise ValueError(f"init={init} is not allowed: use torch or keras")
         self.pooling, self.bidirectional, self.keras_bias = pooling, bidirectional, keras_bias
@@ -106,7 +135,14 @@ class LSTMClassifier(nn.Module):
         """tokens (B, T) int64 with 0 = padding -> logits (B,)."""
         tokens, lengths = left_align(tokens)
         lengths = lengths.clamp(min=1)  # an empty review reads one padding step
-        h = self.dropout(self.embedding(tokens))  # (B, T, E)
+        batch = tokens.shape[0]
+        if self.chunk is not None:  # rows become segments: (S, chunk)
+            tokens, lengths, slots, n = split_segments(tokens, lengths, self.chunk)
+        h = self.embedding(tokens)  # (B, T, E)
+        if self.training and self.word_dropout > 0:
+            keep = torch.rand(h.shape[:2], device=h.device) >= self.word_dropout  # (B, T)
+            h = h * (keep[:, :, None] / (1.0 - self.word_dropout)).to(h.dtype)
+        h = self.dropout(h)
         ones = h.new_ones(*h.shape[:2], 1) if self.keras_bias else None  # (B, T, 1)
         for i, fwd in enumerate(self.forward_layers):
             if ones is not None:
@@ -116,7 +152,23 @@ class LSTMClassifier(nn.Module):
                 back, _ = self.backward_layers[i](reverse_within(h, lengths))
                 out = torch.cat([out, reverse_within(back, lengths)], dim=-1)  # (B, T, 2H)
             h = self.dropout(out) if i + 1 < len(self.forward_layers) else out
-        return self.head(self.output_dropout(self._pool(h, lengths))).squeeze(-1)
+        pooled = self._pool(h, lengths)  # (B, F), or (S, F) a segment
+        if self.chunk is not None:
+            pooled = self._merge_segments(pooled, lengths, slots, batch, n)
+        return self.head(self.output_dropout(pooled)).squeeze(-1)
+
+    def _merge_segments(
+        self, pooled: torch.Tensor, lengths: torch.Tensor, slots: torch.Tensor, batch: int, n: int
+    ) -> torch.Tensor:
+        """Pool the segments' (S, F) into their reviews' (B, F), as if pooled in one piece."""
+        if self.pooling == "max":
+            grid = pooled.new_full((batch * n, pooled.shape[1]), float("-inf"))
+            return grid.index_copy(0, slots, pooled).view(batch, n, -1).amax(1)
+        # mean: weigh each segment's mean by its length
+        sums = pooled.new_zeros((batch * n, pooled.shape[1]))
+        sums = sums.index_copy(0, slots, pooled * lengths[:, None]).view(batch, n, -1).sum(1)
+        total = lengths.new_zeros(batch * n).index_copy(0, slots, lengths).view(batch, n).sum(1)
+        return sums / total[:, None]
 
     def _pool(self, h: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """(B, T, F) -> (B, F), ignoring padded steps."""

@@ -221,6 +221,26 @@ class SentimentClassifier(LeanLightningModule):
         if stage == "fit" and datamodule is not None and hasattr(self.net, "fit_to_data"):
             self.net.fit_to_data(datamodule.splits["train"])
 
+    def configure_gradient_clipping(
+        self, optimizer: torch.optim.Optimizer, gradient_clip_val=None, gradient_clip_algorithm=None
+    ) -> None:
+        """Clip as Lightning does, also for a fused optimizer in mixed precision.
+
+        Lightning refuses that pair (a fused step unscales fp16 gradients itself), but
+        torch's scaler lets the gradients be unscaled first: its step then skips that.
+        """
+        if gradient_clip_val and getattr(optimizer, "_step_supports_amp_scaling", False):
+            scaler = getattr(self.trainer.precision_plugin, "scaler", None)
+            if scaler is not None:  # an inf/NaN found here still makes the scaler skip the step
+                scaler.unscale_(optimizer)
+            params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+            if gradient_clip_algorithm == "value":
+                torch.nn.utils.clip_grad_value_(params, gradient_clip_val)
+            else:
+                torch.nn.utils.clip_grad_norm_(params, gradient_clip_val)
+            return
+        self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
+
     def configure_optimizers(self) -> dict:
         optimizer = instantiate(self.hparams.optimizer)(params=self.parameters())
         if not self.hparams.scheduler:
