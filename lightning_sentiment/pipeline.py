@@ -25,7 +25,7 @@ from lightning_sentiment.data import SentimentDataModule, Vocabulary
 from lightning_sentiment.errors import SentimentError
 from lightning_sentiment.memory import configure_cpu_memory
 from lightning_sentiment.models import SentimentClassifier
-from lightning_sentiment.reports import write_run_reports
+from lightning_sentiment.reports import plot_curves, write_run_reports
 
 log = logging.getLogger(__name__)
 FINAL_METRICS = ("test/acc", "test/loss", "val/acc_best")
@@ -89,9 +89,11 @@ def _train(cfg: DictConfig) -> dict:
     metrics["history"] = sorted_history(model)  # per-epoch train/val figures (curves.png)
     if cfg.get("test", True):
         tested = best or (None if cfg.get("train", True) else ckpt_path)
-        metrics |= _test(trainer, model, datamodule, tested, metrics["history"], output_dir)
+        metrics |= _test(trainer, model, datamodule, tested, output_dir)
     metrics["best_model_path"] = best
     if trainer.is_global_zero:  # one set of files, whatever the number of processes
+        if metrics["history"] and not trainer.fast_dev_run:  # tested or not (test=false)
+            plot_curves(metrics["history"], output_dir / "curves.png")
         _write_run_files(cfg, datamodule, model, loggers, metrics, output_dir)
     return metrics
 
@@ -107,7 +109,7 @@ def _fit(trainer: pl.Trainer, model, datamodule, ckpt_path: str | None, output_d
     return _fit_metrics(trainer, start)
 
 
-def _test(trainer: pl.Trainer, model, datamodule, ckpt: str | None, history: list, output_dir: Path) -> dict:
+def _test(trainer: pl.Trainer, model, datamodule, ckpt: str | None, output_dir: Path) -> dict:
     """Test metrics of `ckpt` (the best one); the reports on rank 0."""
     if ckpt is None:
         log.warning("No best checkpoint (checkpointing off): testing the last weights")
@@ -115,7 +117,7 @@ def _test(trainer: pl.Trainer, model, datamodule, ckpt: str | None, history: lis
     metrics = _scalars(trainer.callback_metrics, prefix="test/")
     predictions = model.test_predictions()  # on all ranks: it gathers under DDP
     if trainer.is_global_zero and not trainer.fast_dev_run:
-        metrics |= write_run_reports(trainer, predictions, datamodule, history, output_dir)
+        metrics |= write_run_reports(trainer, predictions, datamodule, output_dir)
     return metrics
 
 

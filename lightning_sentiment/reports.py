@@ -109,16 +109,14 @@ def save_figure(fig, path: Path, close: bool = True) -> None:
         plt.close(fig)
 
 
-def write_run_reports(trainer: pl.Trainer, predictions, datamodule, history: list[dict], out: Path) -> dict:
-    """All report files of a tested run; returns the confusion counts for metrics.json.
+def write_run_reports(trainer: pl.Trainer, predictions, datamodule, out: Path) -> dict:
+    """The test-set report files of a tested run; returns the confusion counts for metrics.json.
 
     `predictions`: (corpus indices, P(positive)) of the whole test set.
     """
     from lightning_sentiment.data import imdb
     from lightning_sentiment.data.stats import review_names
 
-    if history:
-        plot_curves(history, out / "curves.png")
     index, probs = (t.numpy() for t in predictions)
     corpus = datamodule.corpus
     labels = corpus.labels[index].astype(int)

@@ -71,6 +71,16 @@ def test_train_mlp_learns_and_checkpoint_reevaluates(train_cfg, tmp_path):
     assert evaluated["test/acc"] == pytest.approx(metrics["test/acc"], abs=1e-6)
 
 
+def test_untested_run_still_leaves_its_curves(train_cfg):
+    """test=false (tuning runs, sweeps): curves.png and metrics.json, no test-set files."""
+    cfg = train_cfg(["model=mlp", "trainer.max_epochs=2", "test=false", "data.ngrams=1"])
+    metrics = train(cfg)
+    out = Path(cfg.paths.output_dir)
+    assert "test/acc" not in metrics and len(metrics["history"]) == 2
+    assert (out / "curves.png").stat().st_size > 1000
+    assert not (out / "confusion_matrix.png").exists() and not (out / "test_predictions.csv").exists()
+
+
 def open_dict_cfg(cfg):
     from omegaconf import open_dict
 
