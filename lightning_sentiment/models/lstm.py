@@ -79,14 +79,14 @@ class LSTMClassifier(nn.Module):
         super().__init__()
         if pooling not in ("last", "max", "mean"):
             raise ValueError(f"pooling={pooling} is not allowed: use last, max or mean")
+        if init not in ("torch", "keras"):
+            raise ValueError(f"init={init} is not allowed: use torch or keras")
         if chunk is not None and (chunk < 1 or pooling == "last"):
             raise ValueError(f"chunk={chunk} needs pooling max or mean and a size >= 1")
         if not 0.0 <= word_dropout < 1.0:
             raise ValueError(f"word_dropout={word_dropout} must lie in [0, 1)")
-        self.chunk, self.word_dropout = chunk, word_dropout
-        if init not in ("torch", "keras"):
-            raise ValueError(f"init={init} is not allowed: use torch or keras")
         self.pooling, self.bidirectional, self.keras_bias = pooling, bidirectional, keras_bias
+        self.chunk, self.word_dropout = chunk, word_dropout
         self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
         sizes = [embed_dim] + [hidden_dim * (2 if bidirectional else 1)] * (num_layers - 1)
         # keras_bias: one bias per gate as in Keras (torch has two), so parameter counts

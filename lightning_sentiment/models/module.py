@@ -9,7 +9,9 @@ import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.plugins.precision import Precision
 from pytorch_lightning.trainer.states import TrainerFn
+from pytorch_lightning.utilities import GradClipAlgorithmType
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import BinaryAccuracy
 
@@ -230,14 +232,12 @@ class SentimentClassifier(LeanLightningModule):
         torch's scaler lets the gradients be unscaled first: its step then skips that.
         """
         if gradient_clip_val and getattr(optimizer, "_step_supports_amp_scaling", False):
-            scaler = getattr(self.trainer.precision_plugin, "scaler", None)
-            if scaler is not None:  # an inf/NaN found here still makes the scaler skip the step
-                scaler.unscale_(optimizer)
-            params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-            if gradient_clip_algorithm == "value":
-                torch.nn.utils.clip_grad_value_(params, gradient_clip_val)
-            else:
-                torch.nn.utils.clip_grad_norm_(params, gradient_clip_val)
+            plugin = self.trainer.precision_plugin
+            if getattr(plugin, "scaler", None) is not None:  # an inf/NaN found here still skips the step
+                plugin.scaler.unscale_(optimizer)
+            # Lightning's own clipping, without the mixed-precision plugin's refusal
+            algorithm = GradClipAlgorithmType(gradient_clip_algorithm or "norm")
+            Precision.clip_gradients(plugin, optimizer, gradient_clip_val, algorithm)
             return
         self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
