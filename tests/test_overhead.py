@@ -1,12 +1,14 @@
 """The per-step shortcuts past Lightning's bookkeeping keep Lightning's behaviour."""
 
 import contextlib
+import inspect
 
 import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 from pytorch_lightning.callbacks import EarlyStopping as LightningEarlyStopping
 from pytorch_lightning.callbacks import ModelCheckpoint as LightningModelCheckpoint
+from pytorch_lightning.core.hooks import move_data_to_device as _move
 from pytorch_lightning.profilers import SimpleProfiler
 
 from lightning_sentiment.callbacks import EarlyStopping, ModelCheckpoint
@@ -85,3 +87,51 @@ def test_default_profiler_records_nothing_and_overrides_still_profile(train_cfg)
     assert isinstance(trainer.profiler.profile("[Callback]x.on_train_batch_end"), contextlib.nullcontext)
     trainer = instantiate(train_cfg(["trainer.profiler=simple"]).trainer, accelerator="cpu")
     assert isinstance(trainer.profiler, SimpleProfiler)
+
+
+class _NoBatchIdx(SentimentClassifier):
+    def training_step(self, batch):  # Lightning must not pass batch_idx to this one
+        return super().training_step(batch, 1)
+
+
+def test_stored_step_signatures_answer_lightnings_question_as_before():
+    # Lightning asks each step whether training_step takes batch_idx; the stored
+    # signature must give inspect's answer, also for subclasses that drop the argument.
+    from pytorch_lightning.utilities.signature_utils import is_param_in_hook_signature
+
+    for cls, takes_idx in ((SentimentClassifier, True), (_NoBatchIdx, False)):
+        hook = cls.__dict__["training_step"]
+        assert "__signature__" in hook.__dict__
+        code = hook.__code__
+        assert list(hook.__signature__.parameters) == list(code.co_varnames[: code.co_argcount])
+        module = cls(net=NET, optimizer=ADAM)
+        assert is_param_in_hook_signature(module.training_step, "batch_idx", min_args=2) is takes_idx
+        assert inspect.getfullargspec(module.training_step).args[:2] == ["self", "batch"]
+
+
+def test_batch_transfer_moves_tuples_of_tensors_and_leaves_other_batches_to_lightning(monkeypatch):
+    import pytorch_lightning.core.hooks as hooks
+
+    walks = []
+    monkeypatch.setattr(hooks, "move_data_to_device", lambda b, d: walks.append(b) or _move(b, d))
+    module = SentimentClassifier(net=NET, optimizer=ADAM)
+    meta = torch.device("meta")  # a real move on a CPU-only machine
+    tokens, labels = torch.ones(2, 3, dtype=torch.long), torch.zeros(2)
+    moved = module.transfer_batch_to_device((tokens, labels), meta, 0)
+    assert type(moved) is tuple and [t.device.type for t in moved] == ["meta", "meta"]
+    assert moved[0].shape == (2, 3) and moved[0].dtype == torch.long
+    as_list = module.transfer_batch_to_device([tokens], meta, 0)
+    assert type(as_list) is list and as_list[0].device == meta
+    assert walks == []  # neither went through Lightning's collection walk
+    mixed = module.transfer_batch_to_device({"tokens": tokens, "note": "x"}, meta, 0)  # Lightning's path
+    assert mixed["tokens"].device == meta and mixed["note"] == "x" and len(walks) == 1
+
+
+def test_a_step_without_clipping_leaves_gradients_alone():
+    module = SentimentClassifier(net=NET, optimizer=ADAM)
+    optimizer = module.configure_optimizers()["optimizer"]
+    module(torch.ones(2, 3, dtype=torch.long)).sum().backward()
+    before = [p.grad.clone() for p in module.parameters() if p.grad is not None]
+    module.configure_gradient_clipping(optimizer, None, None)  # no trainer needed: nothing to clip
+    after = [p.grad for p in module.parameters() if p.grad is not None]
+    assert before and all(torch.equal(a, b) for a, b in zip(before, after, strict=True))
