@@ -18,6 +18,7 @@ NEGATIVE = ["awful", "boring", "terrible", "worst", "dull", "waste"]
 NEUTRAL = ["the", "movie", "film", "plot", "actor", "and", "a", "it", "was", "story", "scene", "i"]
 TEST_ONLY_WORD = "zzzonlyintest"
 PER_LABEL = 40  # reviews per (split, label)
+MOVIE_SIZE = 4  # reviews per (movie, label) in urls_{pos,neg}.txt
 
 
 def _review(rng: random.Random, positive: bool, split: str) -> str:
@@ -31,7 +32,7 @@ def _review(rng: random.Random, positive: bool, split: str) -> str:
     return text[:1].upper() + text[1:] + "!<br /><br />" + rng.choice(NEUTRAL).capitalize() + "."
 
 
-def write_tiny_imdb(root: Path, per_label: int = PER_LABEL, seed: int = 0) -> Path:
+def write_tiny_imdb(root: Path, per_label: int = PER_LABEL, seed: int = 0, with_urls: bool = True) -> Path:
     """An aclImdb/ folder with the official layout (plus files the reader must skip)."""
     rng = random.Random(seed)
     base = root / "aclImdb"
@@ -42,7 +43,15 @@ def write_tiny_imdb(root: Path, per_label: int = PER_LABEL, seed: int = 0) -> Pa
             for i in range(per_label):
                 rating = rng.randint(7, 10) if label == "pos" else rng.randint(1, 4)
                 (folder / f"{i}_{rating}.txt").write_text(_review(rng, label == "pos", split))
-        (base / split / f"urls_{split}.txt").write_text("http://example.com\n")
+            # line i: the movie of review i; MOVIE_SIZE reviews a movie, both labels alike
+            urls = [
+                f"http://www.imdb.com/title/tt{split}{i // MOVIE_SIZE}/usercomments" for i in range(per_label)
+            ]
+            if with_urls:
+                (base / split / f"urls_{label}.txt").write_text("\n".join(urls) + "\n")
+        (base / split / f"urls_{split}.txt").write_text(
+            "http://example.com\n"
+        )  # not a urls file the reader uses
     (base / "README").write_text("tiny IMDB for tests\n")
     (base / "imdb.vocab").write_text("the\n")
     return base

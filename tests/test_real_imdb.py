@@ -39,3 +39,15 @@ def test_real_imdb_split_sizes(tmp_path):
     dm.setup()
     assert {k: len(v) for k, v in dm.splits.items()} == {"train": 22500, "val": 2500, "test": 25000}
     assert dm.corpus.labels[dm.splits["test"].indices].sum() == 12500
+
+
+def test_real_imdb_split_by_movie(tmp_path):
+    from lightning_sentiment.data import SentimentDataModule
+
+    dm = SentimentDataModule(data_dir=str(tmp_path), archive=ARCHIVE, split_by="movie")
+    dm.setup()
+    splits = dm.stats["splits"]
+    # 3,456 movies in the official training half, none shared by validation and training
+    assert splits["train"]["movies"] + splits["val"]["movies"] == 3456
+    assert splits["val"]["movies_also_in_train"] == 0 and splits["val"]["reviews"] == 2500
+    assert splits["val"]["positive"] == 1250 and splits["test"]["movies_also_in_train"] <= 1

@@ -24,8 +24,8 @@ from lightning_sentiment.data.imdb import read_reviews
 from lightning_sentiment.data.text import Tokenizer
 
 log = logging.getLogger(__name__)
-CACHE_VERSION = 1
-_ARRAYS = ("token_ids", "offsets", "labels", "is_test", "review_ids", "ratings", "words_blob")
+CACHE_VERSION = 2  # 2: movie ids
+_ARRAYS = ("token_ids", "offsets", "labels", "is_test", "review_ids", "ratings", "movies", "words_blob")
 
 
 @dataclass
@@ -38,6 +38,7 @@ class Corpus:
     is_test: np.ndarray  # (N,) bool
     review_ids: np.ndarray  # (N,) int32
     ratings: np.ndarray  # (N,) int8
+    movies: np.ndarray  # (N,) int32; -1: unknown
     words: list[str]  # alphabetical
     n_invalid_utf8: int = 0
 
@@ -72,6 +73,7 @@ def build_corpus(source: Path, tokenizer: Tokenizer) -> Corpus:
         is_test=raw.is_test,
         review_ids=raw.ids,
         ratings=raw.ratings,
+        movies=raw.movies,
         words=[words[i] for i in alphabetical],
         n_invalid_utf8=raw.n_invalid_utf8,
     )
@@ -104,6 +106,7 @@ def save_corpus(corpus: Corpus, path: Path) -> None:
             is_test=corpus.is_test,
             review_ids=corpus.review_ids,
             ratings=corpus.ratings,
+            movies=corpus.movies,
             words_blob=blob,
             n_invalid_utf8=np.int64(corpus.n_invalid_utf8),
         )

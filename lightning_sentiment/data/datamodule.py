@@ -21,6 +21,7 @@ from lightning_sentiment.data.text import KERAS_FILTERS, Tokenizer, Vocabulary
 from lightning_sentiment.errors import SentimentError
 
 log = logging.getLogger(__name__)
+SPLIT_BY = ("review", "movie")
 
 
 class SentimentDataModule(pl.LightningDataModule):
@@ -48,6 +49,7 @@ class SentimentDataModule(pl.LightningDataModule):
         ngrams: int = 1,
         ngram_min_count: int = 2,
         split: str = "official",
+        split_by: str = "review",
         val_size: float | int = 0.1,
         test_size: float | int = 0.25,
         seed: int = 42,
@@ -59,6 +61,8 @@ class SentimentDataModule(pl.LightningDataModule):
     ) -> None:
         super().__init__()
         _check_settings(vocab_size, oov_token, max_len, padding, truncating, split, val_size, test_size)
+        if split_by not in SPLIT_BY:
+            raise SentimentError(f"data.split_by={split_by} is not allowed: use {' or '.join(SPLIT_BY)}")
         if ngrams not in (1, 2):
             raise SentimentError(
                 f"data.ngrams={ngrams} is not allowed: use 1 (words) or 2 (words and bigrams)"
@@ -93,7 +97,15 @@ class SentimentDataModule(pl.LightningDataModule):
             return
         self.prepare_data()
         corpus, hp = self.corpus, self.hparams
-        index = split_indices(corpus.labels, corpus.is_test, hp.split, hp.val_size, hp.test_size, hp.seed)
+        movies = corpus.movies if hp.split_by == "movie" else None
+        if movies is not None and (movies < 0).any():
+            raise SentimentError(
+                f"data.split_by=movie needs the movie of every review, and {int((movies < 0).sum())} have "
+                "none (aclImdb/{train,test}/urls_{pos,neg}.txt missing or short): use data.split_by=review"
+            )
+        index = split_indices(
+            corpus.labels, corpus.is_test, hp.split, hp.val_size, hp.test_size, hp.seed, movies
+        )
         tokens = with_bigrams(corpus, index["train"], hp.ngram_min_count) if hp.ngrams == 2 else corpus
         if self.vocab is None:
             self.vocab = self._build_vocab(tokens, index["train"])

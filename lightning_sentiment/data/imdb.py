@@ -30,6 +30,7 @@ OFFICIAL_SHA256 = "c40f74a18d3b61f90feba1e17730e0d38e8b97c05fde7008942e91923d165
 OFFICIAL_SIZE = 84_125_825
 ARCHIVE_NAMES = ("aclImdb_v1.tar.gz", "aclImdb_v1_labeled.tar.gz", "aclImdb.tar.gz")
 _REVIEW = re.compile(r"(?:^|/)aclImdb/(train|test)/(pos|neg)/(\d+)_(\d+)\.txt$")
+_URLS = re.compile(r"(?:^|/)aclImdb/(train|test)/urls_(pos|neg)\.txt$")  # line i: the movie of review i
 _ZERO_BLOCK = bytes(512)
 
 
@@ -42,6 +43,7 @@ class RawReviews:
     is_test: np.ndarray  # (N,) bool, the official split
     ids: np.ndarray  # (N,) int32, the number in the file name
     ratings: np.ndarray  # (N,) int8, 1-10
+    movies: np.ndarray  # (N,) int32, one id per IMDB title page; -1 where the urls files lack it
     n_invalid_utf8: int  # reviews decoded with replacement characters
 
 
@@ -93,11 +95,15 @@ def download(url: str, dest: Path, sha256: str | None) -> Path:
 def read_reviews(source: Path) -> RawReviews:
     """Read every labeled review of a folder or a (gzipped) tar archive."""
     members = _iter_folder(source) if source.is_dir() else _iter_tar(_read_archive_bytes(source), source)
-    rows, texts, n_invalid = [], [], 0
+    rows, texts, n_invalid, urls = [], [], 0, {}
     for name, data in members:
         match = _REVIEW.search(name)
         if not match:
-            continue  # README, vocab, urls, unsup/ reviews
+            if found := _URLS.search(name):
+                urls[found.group(1) == "test", found.group(2) == "pos"] = data.decode(
+                    "utf-8", "replace"
+                ).split()
+            continue  # README, vocab, unsup/ reviews
         split, label, review_id, rating = match.groups()
         try:
             texts.append(data.decode("utf-8"))
@@ -119,8 +125,22 @@ def read_reviews(source: Path) -> RawReviews:
         is_test=table[:, 0].astype(bool),
         ids=table[:, 2].astype(np.int32),
         ratings=table[:, 3].astype(np.int8),
+        movies=_movies(table, urls),
         n_invalid_utf8=n_invalid,
     )
+
+
+def _movies(table: np.ndarray, urls: dict) -> np.ndarray:
+    """Movie ids from urls_{pos,neg}.txt, whose line i names the movie of review i."""
+    movies = np.full(len(table), -1, dtype=np.int32)
+    ids: dict[str, int] = {}
+    for (is_test, positive), lines in urls.items():
+        line_movie = np.array([ids.setdefault(url, len(ids)) for url in lines], dtype=np.int32)
+        rows = np.flatnonzero(
+            (table[:, 0] == is_test) & (table[:, 1] == positive) & (table[:, 2] < len(lines))
+        )
+        movies[rows] = line_movie[table[rows, 2]]
+    return movies
 
 
 def _iter_folder(root: Path):

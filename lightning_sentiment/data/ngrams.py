@@ -47,6 +47,7 @@ def with_bigrams(corpus: Corpus, train_idx: np.ndarray, min_count: int = 2) -> C
         is_test=corpus.is_test,
         review_ids=corpus.review_ids,
         ratings=corpus.ratings,
+        movies=corpus.movies,
         words=words,
         n_invalid_utf8=corpus.n_invalid_utf8,
     )
