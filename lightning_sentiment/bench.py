@@ -132,11 +132,7 @@ def _lightning_seconds(cfg, datamodule, warmup: int, batches: int) -> float:
     timer = _BatchTimer(max(warmup, 1), batches)
     trainer = _train_py_trainer(cfg, timer, limit_train_batches=max(warmup, 1) + batches)
     with contextlib.redirect_stdout(sys.stderr):  # the progress bar; stdout is for the JSON
-        trainer.fit(
-            model,
-            train_dataloaders=datamodule.train_dataloader(),
-            val_dataloaders=datamodule.val_dataloader(),
-        )
+        trainer.fit(model, datamodule=datamodule)  # as train.py: the datamodule's hooks count
     return timer.seconds
 
 

@@ -12,6 +12,7 @@ from pytorch_lightning.core.hooks import move_data_to_device as _move
 from pytorch_lightning.profilers import SimpleProfiler
 
 from lightning_sentiment.callbacks import EarlyStopping, ModelCheckpoint
+from lightning_sentiment.data import SentimentDataModule
 from lightning_sentiment.models import SentimentClassifier
 from lightning_sentiment.profilers import NoProfiler
 
@@ -109,12 +110,12 @@ def test_stored_step_signatures_answer_lightnings_question_as_before():
         assert inspect.getfullargspec(module.training_step).args[:2] == ["self", "batch"]
 
 
-def test_batch_transfer_moves_tuples_of_tensors_and_leaves_other_batches_to_lightning(monkeypatch):
+def test_batch_transfer_moves_tuples_of_tensors_and_leaves_other_batches_to_lightning(tmp_path, monkeypatch):
     import pytorch_lightning.core.hooks as hooks
 
     walks = []
     monkeypatch.setattr(hooks, "move_data_to_device", lambda b, d: walks.append(b) or _move(b, d))
-    module = SentimentClassifier(net=NET, optimizer=ADAM)
+    module = SentimentDataModule(data_dir=str(tmp_path))  # the datamodule owns the batch format
     meta = torch.device("meta")  # a real move on a CPU-only machine
     tokens, labels = torch.ones(2, 3, dtype=torch.long), torch.zeros(2)
     moved = module.transfer_batch_to_device((tokens, labels), meta, 0)
