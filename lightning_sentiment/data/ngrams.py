@@ -8,6 +8,8 @@ dropped (never mapped to OOV), in training and in prediction alike.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from lightning_sentiment.data.corpus import Corpus
@@ -40,14 +42,7 @@ def with_bigrams(corpus: Corpus, train_idx: np.ndarray, min_count: int = 2) -> C
     order = np.argsort(np.concatenate([review_of_token, pair_review]), kind="stable")
     lengths = corpus.lengths + np.bincount(pair_review, minlength=len(corpus))
     words = corpus.words + [f"{corpus.words[c // n_words]} {corpus.words[c % n_words]}" for c in kept_codes]
-    return Corpus(
-        token_ids=ids[order],
-        offsets=np.concatenate([[0], np.cumsum(lengths)]),
-        labels=corpus.labels,
-        is_test=corpus.is_test,
-        review_ids=corpus.review_ids,
-        ratings=corpus.ratings,
-        movies=corpus.movies,
-        words=words,
-        n_invalid_utf8=corpus.n_invalid_utf8,
+    # the same reviews and metadata, with bigram ids after each review's words
+    return replace(
+        corpus, token_ids=ids[order], offsets=np.concatenate([[0], np.cumsum(lengths)]), words=words
     )
