@@ -58,3 +58,14 @@ def test_train_on_gpu_mixed_precision(train_cfg, model):
     gpu = SentimentPredictor(metrics["best_model_path"], device="cuda")
     encoded = [cpu.encode(t)[0] for t in texts]
     assert cpu.predict_proba(encoded) == pytest.approx(gpu.predict_proba(encoded), abs=1e-4)
+
+
+def test_datamodule_moves_batches_to_the_gpu(tmp_path):
+    from lightning_sentiment.data import SentimentDataModule
+
+    dm = SentimentDataModule(data_dir=str(tmp_path))
+    tokens, labels = _batch("pre"), torch.ones(6)
+    moved = dm.transfer_batch_to_device((tokens, labels), torch.device("cuda", 0), 0)
+    assert type(moved) is tuple and all(t.is_cuda for t in moved)
+    torch.cuda.synchronize()  # non-blocking copies: the values must still arrive whole
+    assert torch.equal(moved[0].cpu(), tokens) and torch.equal(moved[1].cpu(), labels)
