@@ -287,3 +287,38 @@ def test_gradient_clipping_works_with_a_fused_optimizer_in_mixed_precision(preci
     clipped = fit(fused=True, clip=1e-3)
     torch.testing.assert_close(clipped, fit(fused=False, clip=1e-3))
     assert not torch.allclose(clipped, fit(fused=True, clip=None))
+
+
+def test_epoch_training_metrics_are_means_over_every_review_of_the_epoch():
+    import pytorch_lightning as pl
+
+    torch.manual_seed(0)
+    net = {"_target_": "lightning_sentiment.models.MultiHotMLP", "vocab_size": 20, "hidden_dims": [4]}
+    frozen = {
+        "_target_": "torch.optim.SGD",
+        "_partial_": True,
+        "lr": 0.0,
+    }  # weights fixed: outputs repeatable
+    module = SentimentClassifier(net=net, optimizer=frozen)
+    gen = torch.Generator().manual_seed(1)
+    batches = [
+        (torch.randint(1, 20, (n, 7), generator=gen), torch.randint(0, 2, (n,), generator=gen).float())
+        for n in (5, 8, 3)  # unequal batches: a mean of batch means would differ
+    ]
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+    )
+    trainer.fit(module, train_dataloaders=torch.utils.data.DataLoader(batches, batch_size=None))
+    with torch.no_grad():
+        steps = [module.model_step(b) for b in batches]
+    loss = sum(float(step_loss) * len(labels) for step_loss, _, labels in steps) / 16
+    correct = sum(int(((probs >= 0.5) == (labels >= 0.5)).sum()) for _, probs, labels in steps)
+    assert float(trainer.callback_metrics["train/loss"]) == pytest.approx(loss, rel=1e-6)
+    assert float(trainer.callback_metrics["train/acc"]) == pytest.approx(correct / 16)
+    assert module.history[0]["train/acc"] == pytest.approx(correct / 16)

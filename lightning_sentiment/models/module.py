@@ -86,7 +86,7 @@ class SentimentClassifier(LeanLightningModule):
         self.mean_loss = torch.nn.ModuleDict({s: MeanMetric() for s in EVAL_SPLITS})
         self.val_acc_best = MaxMetric()
         self.history: dict[int, dict] = {}  # epoch -> metrics, for curves.png
-        self._train_sums: torch.Tensor | None = None  # (loss sum, correct, count)
+        self._train_sums: tuple[torch.Tensor, torch.Tensor, int] | None = None  # loss sum, correct, count
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.net(tokens)
@@ -113,9 +113,13 @@ class SentimentClassifier(LeanLightningModule):
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         loss, probs, labels = self.model_step(batch)
         with torch.no_grad():  # accumulated on the device: no host sync per step
+            loss_sum = loss * labels.numel()
             correct = ((probs >= 0.5) == (labels >= 0.5)).sum()
-            step = torch.stack([loss * labels.numel(), correct.float(), labels.new_tensor(labels.numel())])
-            self._train_sums = step if self._train_sums is None else self._train_sums + step
+            if self._train_sums is None:
+                self._train_sums = (loss_sum, correct, labels.numel())
+            else:  # in place, two ops: stacking a (3,) tensor cost ~0.1 ms a CPU step
+                sums = self._train_sums
+                self._train_sums = (sums[0].add_(loss_sum), sums[1].add_(correct), sums[2] + labels.numel())
         if batch_idx % NAN_CHECK_EVERY == 0:
             self._check_finite(loss)
         return loss
@@ -133,7 +137,9 @@ class SentimentClassifier(LeanLightningModule):
     def on_train_epoch_end(self) -> None:
         if self._train_sums is None:
             return
-        loss_sum, correct, count = self.trainer.strategy.reduce(self._train_sums, reduce_op="sum")
+        loss_sum, correct, count = self._train_sums
+        sums = torch.stack([loss_sum.float(), correct.float(), loss_sum.new_tensor(float(count))])
+        loss_sum, correct, count = self.trainer.strategy.reduce(sums, reduce_op="sum")
         self._check_finite(loss_sum)
         self._log_epoch("train", loss_sum / count, correct / count)
 
