@@ -1,6 +1,7 @@
 """The per-step shortcuts past Lightning's bookkeeping keep Lightning's behaviour."""
 
 import contextlib
+import functools
 import inspect
 
 import pytorch_lightning as pl
@@ -95,6 +96,20 @@ class _NoBatchIdx(SentimentClassifier):
         return super().training_step(batch, 1)
 
 
+def _keeps_signature(step):
+    @functools.wraps(step)
+    def wrapper(*args, **kwargs):
+        return step(*args, **kwargs)
+
+    return wrapper
+
+
+class _Decorated(SentimentClassifier):
+    @_keeps_signature
+    def training_step(self, batch):  # Lightning unwraps decorated hooks itself
+        return super().training_step(batch, 1)
+
+
 def test_stored_step_signatures_answer_lightnings_question_as_before():
     # Lightning asks each step whether training_step takes batch_idx; the stored
     # signature must give inspect's answer, also for subclasses that drop the argument.
@@ -108,6 +123,12 @@ def test_stored_step_signatures_answer_lightnings_question_as_before():
         module = cls(net=NET, optimizer=ADAM)
         assert is_param_in_hook_signature(module.training_step, "batch_idx", min_args=2) is takes_idx
         assert inspect.getfullargspec(module.training_step).args[:2] == ["self", "batch"]
+    # a decorated hook keeps what inspect said of it: nothing stored on the wrapper
+    hook = _Decorated.__dict__["training_step"]
+    assert "__signature__" not in hook.__dict__ and inspect.getfullargspec(hook).varargs == "args"
+    assert str(inspect.signature(hook)) == "(self, batch)"
+    module = _Decorated(net=NET, optimizer=ADAM)
+    assert is_param_in_hook_signature(module.training_step, "batch_idx", min_args=2) is False
 
 
 def test_batch_transfer_moves_tuples_of_tensors_and_leaves_other_batches_to_lightning(tmp_path, monkeypatch):

@@ -47,7 +47,10 @@ class LeanLightningModule(pl.LightningModule):
         super().__init_subclass__(**kwargs)
         for name in STEP_HOOKS:
             hook = cls.__dict__.get(name)
-            if inspect.isfunction(hook) and "__signature__" not in hook.__dict__:
+            # Not decorated hooks: Lightning inspects their `__wrapped__`, and a stored
+            # signature would change what inspect.signature says of the wrapper.
+            plain = inspect.isfunction(hook) and not hasattr(hook, "__wrapped__")
+            if plain and "__signature__" not in hook.__dict__:
                 hook.__signature__ = inspect.signature(hook)
 
     def __setattr__(self, name: str, value: Any) -> None:
