@@ -60,9 +60,9 @@ class SentimentDataModule(pl.LightningDataModule):
         pin_memory: bool = False,
     ) -> None:
         super().__init__()
-        _check_settings(vocab_size, oov_token, max_len, padding, truncating, split, val_size, test_size)
-        if split_by not in SPLIT_BY:
-            raise SentimentError(f"data.split_by={split_by} is not allowed: use {' or '.join(SPLIT_BY)}")
+        _check_settings(
+            vocab_size, oov_token, max_len, padding, truncating, split, split_by, val_size, test_size
+        )
         if ngrams not in (1, 2):
             raise SentimentError(
                 f"data.ngrams={ngrams} is not allowed: use 1 (words) or 2 (words and bigrams)"
@@ -212,7 +212,9 @@ class SentimentDataModule(pl.LightningDataModule):
         self.vocab = theirs
 
 
-def _check_settings(vocab_size, oov_token, max_len, padding, truncating, split, val_size, test_size):
+def _check_settings(
+    vocab_size, oov_token, max_len, padding, truncating, split, split_by, val_size, test_size
+):
     """Fail before any heavy work, naming the key and what it accepts."""
     specials = 2 if oov_token else 1
     if not isinstance(vocab_size, int) or vocab_size <= specials:
@@ -222,11 +224,15 @@ def _check_settings(vocab_size, oov_token, max_len, padding, truncating, split, 
         )
     if max_len is not None and (not isinstance(max_len, int) or max_len <= 0):
         raise SentimentError(f"data.max_len={max_len} must be a positive integer or null (no limit)")
-    for key, value in (("padding", padding), ("truncating", truncating)):
-        if value not in ("pre", "post"):
-            raise SentimentError(f"data.{key}={value} is not allowed: use pre or post")
-    if split not in ("official", "random"):
-        raise SentimentError(f"data.split={split} is not allowed: use official or random")
+    choices = (
+        ("padding", padding, ("pre", "post")),
+        ("truncating", truncating, ("pre", "post")),
+        ("split", split, ("official", "random")),
+        ("split_by", split_by, SPLIT_BY),
+    )
+    for key, value, allowed in choices:
+        if value not in allowed:
+            raise SentimentError(f"data.{key}={value} is not allowed: use {' or '.join(allowed)}")
     for key, value in (("val_size", val_size), ("test_size", test_size)):
         is_fraction = isinstance(value, float) and 0 < value < 1
         is_count = isinstance(value, int) and not isinstance(value, bool) and value >= 1
