@@ -38,6 +38,9 @@ def data_stats(corpus, splits: dict, known_word: np.ndarray, vocab_size: int, ma
         "invalid_utf8_reviews": corpus.n_invalid_utf8,
         "splits": {},
     }
+    movies = {
+        name: set(corpus.movies[d.indices].tolist()) - {-1} for name, d in splits.items()
+    }  # -1: unknown
     for name, dataset in splits.items():
         idx = dataset.indices
         labels = corpus.labels[idx]
@@ -51,9 +54,8 @@ def data_stats(corpus, splits: dict, known_word: np.ndarray, vocab_size: int, ma
             "tokens_per_review": _lengths_summary(lengths[idx]),
             "oov_rate": round(float(1 - split_known.mean()), 4) if split_known.size else 0.0,
             "truncated_share": round(float((lengths[idx] > max_len).mean()), 4) if max_len else 0.0,
-            "movies": len(np.unique(corpus.movies[idx][corpus.movies[idx] >= 0])),
+            "movies": len(movies[name]),
         }
-    movies = {name: set(corpus.movies[d.indices].tolist()) - {-1} for name, d in splits.items()}
     if "train" in movies:  # movies a held-out part shares with training: 0 with data.split_by=movie
         for name in movies.keys() - {"train"}:
             stats["splits"][name]["movies_also_in_train"] = len(movies[name] & movies["train"])
