@@ -6,7 +6,7 @@ from lightning_sentiment.data.batching import EncodedReviews
 from lightning_sentiment.data.text import pad_sequences
 from lightning_sentiment.models import LSTMClassifier, MultiHotMLP, SentimentClassifier
 from lightning_sentiment.models import mlp as mlp_module
-from lightning_sentiment.models.lstm import left_align, reverse_within
+from lightning_sentiment.models.lstm import left_align, reverse_within, split_segments
 from lightning_sentiment.models.mlp import flat_ids
 
 REVIEWS = [torch.tensor([5, 3, 9, 2]), torch.tensor([7]), torch.tensor([4, 4, 8, 1, 6, 2, 3])]
@@ -75,6 +75,40 @@ def test_chunked_lstm_pools_independent_segments(bidirectional, pooling):
     expected = segments.amax(0) if pooling == "max" else (segments * lengths[:, None]).sum(0) / 7
     torch.testing.assert_close(features[2][2], expected, rtol=1e-5, atol=1e-6)
     assert not torch.allclose(chunked, whole)
+
+
+def test_split_segments_with_a_shorter_first_segment():
+    tokens = torch.tensor([[1, 2, 3, 4, 5, 6, 7], [8, 9, 0, 0, 0, 0, 0]])
+    segments, lengths, slots, n = split_segments(tokens, torch.tensor([7, 2]), chunk=3, first=1)
+    # review 0: [1], [2 3 4], [5 6 7]; review 1: [8], [9]; slots in a (2 * 3) grid
+    assert n == 3 and slots.tolist() == [0, 1, 2, 3, 4] and lengths.tolist() == [1, 3, 3, 1, 1]
+    assert segments.tolist() == [[1, 0, 0], [2, 3, 4], [5, 6, 7], [8, 0, 0], [9, 0, 0]]
+    default = split_segments(tokens, torch.tensor([7, 2]), chunk=3)  # first = chunk
+    assert default[0].tolist() == [[1, 2, 3], [4, 5, 6], [7, 0, 0], [8, 9, 0]] and default[3] == 3
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_shifted_eval_averages_two_readings_in_evaluation_only(bidirectional):
+    """shifted_eval: evaluation averages the logits of the usual segments and of segments
+    whose boundaries moved by half a segment; training reads only the usual ones."""
+    torch.manual_seed(0)
+    net = LSTMClassifier(10, 8, 6, bidirectional=bidirectional, pooling="max", chunk=4)
+    review = REVIEWS[2]  # 7 tokens: usual segments 4 + 3, shifted 2 + 4 + 1
+    with torch.no_grad():
+        net.eval()
+        usual = net(review[None])
+        net.chunk = None
+        parts = [review[:2], review[2:6], review[6:]]
+        shifted = net.head(torch.stack([net._features(p[None], torch.tensor([len(p)])) for p in parts]).amax(0))
+        net.chunk, net.shifted_eval = 4, True
+        expected = (usual + shifted.squeeze(-1)) / 2
+        torch.testing.assert_close(net(review[None]), expected, rtol=1e-5, atol=1e-6)
+        reference = net(padded(7, "post"))
+        for width, padding in ((9, "pre"), (12, "post")):  # still padding-invariant
+            torch.testing.assert_close(net(padded(width, padding)), reference, rtol=1e-5, atol=1e-6)
+        net.train()  # no dropout here: training mode differs only in the reading
+        torch.testing.assert_close(net(review[None]), usual)
+    assert not torch.allclose(expected, usual)
 
 
 def test_chunk_and_word_dropout_arguments_are_checked():
