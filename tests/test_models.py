@@ -99,7 +99,8 @@ def test_shifted_eval_averages_two_readings_in_evaluation_only(bidirectional):
         usual = net(review[None])
         net.chunk = None
         parts = [review[:2], review[2:6], review[6:]]
-        shifted = net.head(torch.stack([net._features(p[None], torch.tensor([len(p)])) for p in parts]).amax(0))
+        features = [net._features(p[None], torch.tensor([len(p)])) for p in parts]  # (1, F) each
+        shifted = net.head(torch.stack(features).amax(0))
         net.chunk, net.shifted_eval = 4, True
         expected = (usual + shifted.squeeze(-1)) / 2
         torch.testing.assert_close(net(review[None]), expected, rtol=1e-5, atol=1e-6)

@@ -158,7 +158,9 @@ class LSTMClassifier(nn.Module):
     def _logits(self, features: torch.Tensor) -> torch.Tensor:
         return self.head(self.output_dropout(features)).squeeze(-1)  # (B, F) -> (B,)
 
-    def _features(self, tokens: torch.Tensor, lengths: torch.Tensor, first: int | None = None) -> torch.Tensor:
+    def _features(
+        self, tokens: torch.Tensor, lengths: torch.Tensor, first: int | None = None
+    ) -> torch.Tensor:
         """Left-aligned tokens (B, T) -> pooled features (B, F); in segments with `chunk`,
         the first of `first` tokens."""
         batch = tokens.shape[0]
