@@ -38,17 +38,22 @@ def split_segments(
     Returns (segments (S, chunk), their lengths (S,), their slot in the (B * n) grid (S,), n):
     segment k of review b sits in slot b * n + k.
     """
-    first = chunk if first is None else min(first, chunk)
-    rest = max(tokens.shape[1] - first, 0)
-    n = 1 + -(-rest // chunk)  # segments a review: the first, then ceil(rest / chunk)
-    head = nn.functional.pad(tokens[:, :first], (0, chunk - tokens[:, :first].shape[1]))  # (B, chunk)
-    tail = nn.functional.pad(tokens[:, first:], (0, (n - 1) * chunk - rest))  # (B, (n - 1) * chunk)
-    grid = torch.cat([head, tail], dim=1).view(-1, chunk)  # (B * n, chunk)
-    starts = torch.arange(n, device=tokens.device) * chunk - (chunk - first)  # (n,)
-    starts[0] = 0
-    sizes = torch.full((n,), chunk, device=tokens.device)
-    sizes[0] = first
-    seg_lengths = torch.minimum((lengths[:, None] - starts).clamp(min=0), sizes).view(-1)  # (B * n,)
+    if first is None or first >= chunk:  # the training path: one pad, a (B * n, chunk) view
+        n = -(-tokens.shape[1] // chunk)  # segments a review: ceil(T / chunk)
+        grid = nn.functional.pad(tokens, (0, n * chunk - tokens.shape[1])).view(-1, chunk)
+        starts = torch.arange(n, device=tokens.device) * chunk  # (n,)
+        seg_lengths = (lengths[:, None] - starts).clamp(0, chunk).view(-1)  # (B * n,)
+    else:  # shifted: a first segment of `first` tokens padded to `chunk`, then `chunk` each
+        rest = max(tokens.shape[1] - first, 0)
+        n = 1 + -(-rest // chunk)  # segments a review: the first, then ceil(rest / chunk)
+        head = nn.functional.pad(tokens[:, :first], (0, chunk - tokens[:, :first].shape[1]))  # (B, chunk)
+        tail = nn.functional.pad(tokens[:, first:], (0, (n - 1) * chunk - rest))  # (B, (n-1) * chunk)
+        grid = torch.cat([head, tail], dim=1).view(-1, chunk)  # (B * n, chunk)
+        starts = torch.arange(n, device=tokens.device) * chunk - (chunk - first)  # (n,)
+        starts[0] = 0
+        sizes = torch.full((n,), chunk, device=tokens.device)
+        sizes[0] = first
+        seg_lengths = torch.minimum((lengths[:, None] - starts).clamp(min=0), sizes).view(-1)
     slots = (seg_lengths > 0).nonzero().squeeze(1)  # (S,)
     return grid[slots], seg_lengths[slots], slots, n
 
