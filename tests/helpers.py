@@ -30,4 +30,7 @@ def run_train_py(*args: str, cwd, timeout: int = 600):
         text=True,
         cwd=cwd,
         timeout=timeout,
+        # Ctrl-C tests need Python's KeyboardInterrupt handler in the child, which it
+        # only installs when SIGINT is not ignored: a shell's background job ignores it.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
