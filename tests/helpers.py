@@ -1,4 +1,5 @@
-"""Test-only callbacks, injected from the command line as +callbacks.NAME._target_=..."""
+"""Test-only helpers: callbacks injected from the command line as
++callbacks.NAME._target_=..., train.py in a subprocess, a quiet Trainer."""
 
 import os
 import signal
@@ -34,3 +35,9 @@ def run_train_py(*args: str, cwd, timeout: int = 600):
         # only installs when SIGINT is not ignored: a shell's background job ignores it.
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
+
+
+def quiet_trainer(**kwargs) -> pl.Trainer:
+    """A CPU Trainer that logs, prints and summarizes nothing; `kwargs` add to or override it."""
+    settings = dict(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
+    return pl.Trainer(**(settings | kwargs))

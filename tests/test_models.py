@@ -8,6 +8,7 @@ from lightning_sentiment.models import LSTMClassifier, MultiHotMLP, SentimentCla
 from lightning_sentiment.models import mlp as mlp_module
 from lightning_sentiment.models.lstm import left_align, reverse_within, split_segments
 from lightning_sentiment.models.mlp import flat_ids
+from tests.helpers import quiet_trainer
 
 REVIEWS = [torch.tensor([5, 3, 9, 2]), torch.tensor([7]), torch.tensor([4, 4, 8, 1, 6, 2, 3])]
 
@@ -295,7 +296,6 @@ def test_keras_init():
 def test_gradient_clipping_works_with_a_fused_optimizer_in_mixed_precision(precision):
     """Lightning refuses to clip for fused optimizers in mixed precision; our module clips
     them as it clips the unfused ones (fp16 gradients unscaled first)."""
-    import pytorch_lightning as pl
     from pytorch_lightning.plugins.precision import MixedPrecision
 
     def fit(fused: bool, clip: float | None) -> torch.Tensor:
@@ -306,15 +306,11 @@ def test_gradient_clipping_works_with_a_fused_optimizer_in_mixed_precision(preci
         tokens = torch.randint(1, 20, (64, 12))
         data = torch.utils.data.TensorDataset(tokens, (tokens[:, 0] > 10).float())
         scaler = torch.amp.GradScaler("cpu", init_scale=1024.0) if precision == "16-mixed" else None
-        trainer = pl.Trainer(
-            accelerator="cpu",
+        trainer = quiet_trainer(
             plugins=[MixedPrecision(precision, "cpu", scaler=scaler)],
             max_epochs=1,
             gradient_clip_val=clip,
-            logger=False,
             enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
         )
         trainer.fit(module, torch.utils.data.DataLoader(data, batch_size=16))
         return torch.cat([p.detach().flatten() for p in module.parameters()])
@@ -325,30 +321,17 @@ def test_gradient_clipping_works_with_a_fused_optimizer_in_mixed_precision(preci
 
 
 def test_epoch_training_metrics_are_means_over_every_review_of_the_epoch():
-    import pytorch_lightning as pl
-
     torch.manual_seed(0)
     net = {"_target_": "lightning_sentiment.models.MultiHotMLP", "vocab_size": 20, "hidden_dims": [4]}
-    frozen = {
-        "_target_": "torch.optim.SGD",
-        "_partial_": True,
-        "lr": 0.0,
-    }  # weights fixed: outputs repeatable
+    # weights fixed: outputs repeatable
+    frozen = {"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.0}
     module = SentimentClassifier(net=net, optimizer=frozen)
     gen = torch.Generator().manual_seed(1)
     batches = [
         (torch.randint(1, 20, (n, 7), generator=gen), torch.randint(0, 2, (n,), generator=gen).float())
         for n in (5, 8, 3)  # unequal batches: a mean of batch means would differ
     ]
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        max_epochs=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-    )
+    trainer = quiet_trainer(max_epochs=1, enable_checkpointing=False, limit_val_batches=0)
     trainer.fit(module, train_dataloaders=torch.utils.data.DataLoader(batches, batch_size=None))
     with torch.no_grad():
         steps = [module.model_step(b) for b in batches]

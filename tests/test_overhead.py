@@ -16,6 +16,7 @@ from lightning_sentiment.callbacks import EarlyStopping, ModelCheckpoint
 from lightning_sentiment.data import SentimentDataModule
 from lightning_sentiment.models import SentimentClassifier
 from lightning_sentiment.profilers import NoProfiler
+from tests.helpers import quiet_trainer
 
 NET = {"_target_": "lightning_sentiment.models.MultiHotMLP", "vocab_size": 20, "hidden_dims": [4]}
 ADAM = {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 0.01}
@@ -58,15 +59,8 @@ class _Tiny(pl.LightningModule):
 
 
 def _fit(tmp_path, checkpoint: ModelCheckpoint, steps: int = 4) -> None:
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        max_epochs=1,
-        limit_train_batches=steps,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[checkpoint],
-        default_root_dir=tmp_path,
+    trainer = quiet_trainer(
+        max_epochs=1, limit_train_batches=steps, callbacks=[checkpoint], default_root_dir=tmp_path
     )
     trainer.fit(_Tiny(), train_dataloaders=torch.utils.data.DataLoader(torch.randn(steps, 2), batch_size=1))
 
