@@ -38,9 +38,8 @@ def data_stats(corpus, splits: dict, known_word: np.ndarray, vocab_size: int, ma
         "invalid_utf8_reviews": corpus.n_invalid_utf8,
         "splits": {},
     }
-    movies = {
-        name: set(corpus.movies[d.indices].tolist()) - {-1} for name, d in splits.items()
-    }  # -1: unknown
+    # each split's movies, as a set (-1: unknown); counted and compared with training below
+    movies = {name: set(corpus.movies[d.indices].tolist()) - {-1} for name, d in splits.items()}
     for name, dataset in splits.items():
         idx = dataset.indices
         labels = corpus.labels[idx]

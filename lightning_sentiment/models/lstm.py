@@ -46,7 +46,8 @@ def split_segments(
     else:  # shifted: a first segment of `first` tokens padded to `chunk`, then `chunk` each
         rest = max(tokens.shape[1] - first, 0)
         n = 1 + -(-rest // chunk)  # segments a review: the first, then ceil(rest / chunk)
-        head = nn.functional.pad(tokens[:, :first], (0, chunk - tokens[:, :first].shape[1]))  # (B, chunk)
+        head = tokens[:, :first]  # (B, min(T, first))
+        head = nn.functional.pad(head, (0, chunk - head.shape[1]))  # (B, chunk)
         tail = nn.functional.pad(tokens[:, first:], (0, (n - 1) * chunk - rest))  # (B, (n-1) * chunk)
         grid = torch.cat([head, tail], dim=1).view(-1, chunk)  # (B * n, chunk)
         starts = torch.arange(n, device=tokens.device) * chunk - (chunk - first)  # (n,)
