@@ -6,6 +6,7 @@ import logging
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -30,6 +31,10 @@ from lightning_sentiment.reports import plot_curves, write_run_reports
 log = logging.getLogger(__name__)
 FINAL_METRICS = ("test/acc", "test/loss", "val/acc_best")
 DDP_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
+
+# Lightning 2.6's batch flattening builds torch's LeafSpec, which torch 2.13 deprecates:
+# a FutureWarning in every run that only Lightning can act on.
+warnings.filterwarnings("ignore", r"`isinstance\(treespec, LeafSpec\)` is deprecated", FutureWarning)
 
 
 def instantiate_loggers(cfg: DictConfig | None) -> list[Logger]:

@@ -1,4 +1,6 @@
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -120,3 +122,17 @@ def test_cli_missing_data_is_one_clear_line(tmp_path):
         "or leave it unset to download the dataset"
     ]
     assert "Traceback" not in result.stderr
+
+
+def test_lightning_pytree_deprecation_is_silenced():
+    """torch 2.13 deprecates the LeafSpec that Lightning 2.6 builds for every batch's
+    outputs; train.py's runs should not print that FutureWarning (the pipeline filters it).
+    In a fresh interpreter, with Python's default warning filters, as a user runs it."""
+    code = (
+        "import lightning_sentiment.pipeline\n"
+        "from pytorch_lightning.utilities._pytree import _tree_flatten\n"
+        "_tree_flatten(1.0)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "LeafSpec" not in result.stderr
