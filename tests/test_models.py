@@ -113,6 +113,33 @@ def test_shifted_eval_averages_two_readings_in_evaluation_only(bidirectional):
     assert not torch.allclose(expected, usual)
 
 
+def test_random_offsets_move_segment_boundaries_in_training_only():
+    """random_offsets: each training batch cuts the reviews with a first segment of a
+    random 1..chunk tokens (seeded); evaluation always reads the usual segments."""
+    torch.manual_seed(0)
+    net = LSTMClassifier(10, 8, 6, pooling="max", chunk=4, random_offsets=True)
+    seen = []
+    net.forward_layers[0].register_forward_hook(lambda mod, inp, out: seen.append(inp[0]))
+    review = REVIEWS[2][None]  # 7 tokens
+    with torch.no_grad():
+        net.eval()
+        usual = net(review)
+        assert seen[-1].shape[0] == 2  # segments 4 + 3
+        net.train()  # no dropout here: training differs only in where the segments start
+        torch.manual_seed(1)
+        firsts = [int(torch.randint(1, 5, ())) for _ in range(12)]
+        torch.manual_seed(1)
+        trained = [net(review) for _ in range(12)]
+        # a first segment of f < 4 tokens gives 1 + ceil((7 - f) / 4) segments
+        counts = [s.shape[0] for s in seen[-12:]]
+        assert counts == [2 if f == 4 else 1 + -(-(7 - f) // 4) for f in firsts]
+        assert len(set(firsts)) > 1
+        for f, logit in zip(firsts, trained, strict=True):
+            assert torch.allclose(logit, usual) == (f == 4)
+        net.eval()
+        torch.testing.assert_close(net(review), usual)
+
+
 def test_chunk_and_word_dropout_arguments_are_checked():
     with pytest.raises(ValueError, match="chunk=4 needs pooling max or mean"):
         LSTMClassifier(10, 4, 4, pooling="last", chunk=4)

@@ -72,7 +72,10 @@ class LSTMClassifier(nn.Module):
     padded) and, cuDNN's host work bounding a GPU step, saves no GPU time (README).
     `shifted_eval`: with `chunk`, evaluation (validation, test, prediction) reads each
     review twice, the second time with every segment boundary moved by half a segment,
-    and averages the two logits. Training is unchanged. Chosen on validation (README).
+    and averages the two logits. Chosen on validation (README).
+    `random_offsets`: with `chunk`, each training batch moves every segment boundary by
+    a random amount (a first segment of 1 to `chunk` tokens), so a review is cut
+    differently every epoch. Evaluation is unchanged. Chosen on validation (README).
     `word_dropout`: in training, that share of the tokens has its whole embedding
     zeroed (and the rest scaled up), so the model cannot lean on single words.
     """
@@ -94,6 +97,7 @@ class LSTMClassifier(nn.Module):
         chunk: int | None = None,
         word_dropout: float = 0.0,
         shifted_eval: bool = False,
+        random_offsets: bool = False,
     ) -> None:
         super().__init__()
         if pooling not in ("last", "max", "mean"):
@@ -106,6 +110,7 @@ class LSTMClassifier(nn.Module):
             raise ValueError(f"word_dropout={word_dropout} must lie in [0, 1)")
         self.pooling, self.bidirectional, self.keras_bias = pooling, bidirectional, keras_bias
         self.chunk, self.word_dropout, self.shifted_eval = chunk, word_dropout, shifted_eval
+        self.random_offsets = random_offsets
         self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
         sizes = [embed_dim] + [hidden_dim * (2 if bidirectional else 1)] * (num_layers - 1)
         # keras_bias: one bias per gate as in Keras (torch has two), so parameter counts
@@ -170,6 +175,9 @@ class LSTMClassifier(nn.Module):
         """Left-aligned tokens (B, T) -> pooled features (B, F); in segments with `chunk`,
         the first of `first` tokens."""
         batch = tokens.shape[0]
+        if self.training and self.random_offsets and self.chunk is not None and first is None:
+            # one draw a batch, from the seeded CPU generator (no device sync)
+            first = int(torch.randint(1, self.chunk + 1, ()))
         if self.chunk is not None:  # rows become segments: (S, chunk)
             tokens, lengths, slots, n = split_segments(tokens, lengths, self.chunk, first)
         h = self.embedding(tokens)  # (B, T, E); (S, chunk, E) in segments
