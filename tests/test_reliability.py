@@ -141,3 +141,30 @@ def test_concurrent_cache_builds_leave_a_valid_cache(tmp_path, tiny_archive):
     assert sizes == [160, 160]
     (cache,) = (tmp_path / "cache").glob("*.npz")  # one cache file, no temporary leftovers
     assert not list((tmp_path / "cache").glob(".*")) and len(load_corpus(cache)) == 160
+
+
+def test_resume_into_another_folder_keeps_the_best_checkpoint(train_cfg, tmp_path):
+    """train.py gives every run its own folder. A run resumed there carries over the
+    best score and a copy of the best checkpoint (Lightning would forget both), so
+    val/acc_best and the test still come from the best epoch, not the first resumed one."""
+    first = train(train_cfg(["model=mlp", "trainer.max_epochs=2", "logger=none"]))
+    old_best = Path(first["best_model_path"])
+    last = old_best.with_name("last.ckpt")
+    ckpt = torch.load(last, weights_only=False)
+    # Make the first run's best unbeatable (1.0), so only a carried-over best can win.
+    monitored = [s for s in ckpt["callbacks"].values() if s.get("best_model_path") == str(old_best)]
+    assert len(monitored) == 1
+    monitored[0]["best_model_score"] = torch.tensor(1.0)
+    monitored[0]["best_k_models"] = {str(old_best): torch.tensor(1.0)}
+    best_epoch = int(old_best.stem.split("_")[1]) + 1  # epoch_000.ckpt: epoch 1
+    next(row for row in ckpt["history"] if row["epoch"] == best_epoch)["val/acc"] = 1.0
+    torch.save(ckpt, last)
+    cfg = train_cfg(["model=mlp", "trainer.max_epochs=3", "logger=none", f"ckpt_path={last}"])
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(tmp_path / "second")
+    second = train(cfg)
+    copy = tmp_path / "second" / "checkpoints" / old_best.name
+    assert second["epochs"] == 3 and second["val/acc_best"] == 1.0
+    assert Path(second["best_model_path"]) == copy and copy.read_bytes() == old_best.read_bytes()
+    assert sorted(p.name for p in copy.parent.iterdir()) == sorted([old_best.name, "last.ckpt"])
+    assert old_best.exists()  # the first run's folder is left as it was

@@ -190,6 +190,9 @@ class SentimentClassifier(LeanLightningModule):
         self.mean_loss["val"].reset()
         self.acc["val"].reset()
         self.val_acc_best.reset()
+        for row in self.history.values():  # a resumed run's epochs so far (empty when new)
+            if "val/acc" in row:
+                self.val_acc_best(torch.tensor(row["val/acc"], device=self.device))
         self._replay_plateau_steps()
 
     def _replay_plateau_steps(self) -> None:
