@@ -175,10 +175,10 @@ class LSTMClassifier(nn.Module):
         """Left-aligned tokens (B, T) -> pooled features (B, F); in segments with `chunk`,
         the first of `first` tokens."""
         batch = tokens.shape[0]
-        if self.training and self.random_offsets and self.chunk is not None and first is None:
-            # one draw a batch, from the seeded CPU generator (no device sync)
-            first = int(torch.randint(1, self.chunk + 1, ()))
         if self.chunk is not None:  # rows become segments: (S, chunk)
+            if first is None and self.training and self.random_offsets:
+                # one draw a batch, from the seeded CPU generator (no device sync)
+                first = int(torch.randint(1, self.chunk + 1, ()))
             tokens, lengths, slots, n = split_segments(tokens, lengths, self.chunk, first)
         h = self.embedding(tokens)  # (B, T, E); (S, chunk, E) in segments
         if self.training and self.word_dropout > 0:
