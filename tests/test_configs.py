@@ -36,6 +36,7 @@ def test_every_model_and_trainer_instantiates(train_cfg, model, trainer):
         assert module.configure_optimizers()["optimizer"].defaults["fused"] is True
         # chosen on validation for the LSTM only (README, Results)
         assert (module.net.shifted_eval, module.net.random_offsets) == ((model == "lstm",) * 2)
+        assert module.hparams.scheduler["patience"] == (1 if model == "lstm" else 0)
     if model == "mlp":
         assert cfg.data.max_len is None  # a bag of words reads whole reviews
     if trainer == "gpu" and not torch.cuda.is_available():
