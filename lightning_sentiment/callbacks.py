@@ -27,7 +27,16 @@ class _CachedStateKey:
 
 
 class EarlyStopping(_CachedStateKey, _LightningEarlyStopping):
-    """Lightning's `EarlyStopping`, with `state_key` computed once."""
+    """Lightning's `EarlyStopping`, with `state_key` computed once, keeping the configured
+    `patience` when a run resumes.
+
+    Lightning restores `patience` from the checkpoint, so `ckpt_path=...
+    callbacks.early_stopping.patience=5` would silently go on with the old one; the
+    count of epochs without improvement (`wait_count`) and the best score are restored.
+    """
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict({**state_dict, "patience": self.patience})
 
 
 class ModelCheckpoint(_CachedStateKey, _LightningModelCheckpoint):

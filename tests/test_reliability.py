@@ -168,3 +168,28 @@ def test_resume_into_another_folder_keeps_the_best_checkpoint(train_cfg, tmp_pat
     assert Path(second["best_model_path"]) == copy and copy.read_bytes() == old_best.read_bytes()
     assert sorted(p.name for p in copy.parent.iterdir()) == sorted([old_best.name, "last.ckpt"])
     assert old_best.exists()  # the first run's folder is left as it was
+
+
+def test_resume_keeps_the_configured_early_stopping_patience(train_cfg, tmp_path):
+    """Lightning restores `patience` from the checkpoint; a resume that asks for another
+    one gets it, with the count of epochs without improvement carried over."""
+    first = train(train_cfg(["model=mlp", "trainer.max_epochs=2", "logger=none"]))
+    last = Path(first["best_model_path"]).with_name("last.ckpt")
+    ckpt = torch.load(last, weights_only=False)
+    (stopper,) = [s for s in ckpt["callbacks"].values() if "wait_count" in s]
+    # An unbeatable best, one epoch already without improvement, patience 1: resumed as
+    # saved, the run would stop after epoch 3; with patience 3 it stops after epoch 4.
+    stopper.update(best_score=torch.tensor(1.0), wait_count=1, patience=1)
+    torch.save(ckpt, last)
+    cfg = train_cfg(
+        [
+            "model=mlp",
+            "trainer.max_epochs=6",
+            "logger=none",
+            "callbacks.early_stopping.patience=3",
+            f"ckpt_path={last}",
+        ]
+    )
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(tmp_path / "second")
+    assert train(cfg)["epochs"] == 4
