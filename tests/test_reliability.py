@@ -143,26 +143,38 @@ def test_concurrent_cache_builds_leave_a_valid_cache(tmp_path, tiny_archive):
     assert not list((tmp_path / "cache").glob(".*")) and len(load_corpus(cache)) == 160
 
 
+def _resume_edited(train_cfg, tmp_path, edit, overrides):
+    """Train `mlp` for 2 epochs, let `edit(checkpoint, first_metrics)` change its
+    `last.ckpt`, then resume it with `overrides` into a new folder (train.py's default).
+    Returns both runs' metrics."""
+    first = train(train_cfg(["model=mlp", "trainer.max_epochs=2", "logger=none"]))
+    last = Path(first["best_model_path"]).with_name("last.ckpt")
+    ckpt = torch.load(last, weights_only=False)
+    edit(ckpt, first)
+    torch.save(ckpt, last)
+    cfg = train_cfg(["model=mlp", "logger=none", *overrides, f"ckpt_path={last}"])
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(tmp_path / "second")
+    return first, train(cfg)
+
+
 def test_resume_into_another_folder_keeps_the_best_checkpoint(train_cfg, tmp_path):
     """train.py gives every run its own folder. A run resumed there carries over the
     best score and a copy of the best checkpoint (Lightning would forget both), so
     val/acc_best and the test still come from the best epoch, not the first resumed one."""
-    first = train(train_cfg(["model=mlp", "trainer.max_epochs=2", "logger=none"]))
+
+    def unbeatable_best(ckpt, first):
+        # Make the first run's best unbeatable (1.0), so only a carried-over best can win.
+        best = first["best_model_path"]
+        monitored = [s for s in ckpt["callbacks"].values() if s.get("best_model_path") == best]
+        assert len(monitored) == 1
+        monitored[0]["best_model_score"] = torch.tensor(1.0)
+        monitored[0]["best_k_models"] = {best: torch.tensor(1.0)}
+        best_epoch = int(Path(best).stem.split("_")[1]) + 1  # epoch_000.ckpt: epoch 1
+        next(row for row in ckpt["history"] if row["epoch"] == best_epoch)["val/acc"] = 1.0
+
+    first, second = _resume_edited(train_cfg, tmp_path, unbeatable_best, ["trainer.max_epochs=3"])
     old_best = Path(first["best_model_path"])
-    last = old_best.with_name("last.ckpt")
-    ckpt = torch.load(last, weights_only=False)
-    # Make the first run's best unbeatable (1.0), so only a carried-over best can win.
-    monitored = [s for s in ckpt["callbacks"].values() if s.get("best_model_path") == str(old_best)]
-    assert len(monitored) == 1
-    monitored[0]["best_model_score"] = torch.tensor(1.0)
-    monitored[0]["best_k_models"] = {str(old_best): torch.tensor(1.0)}
-    best_epoch = int(old_best.stem.split("_")[1]) + 1  # epoch_000.ckpt: epoch 1
-    next(row for row in ckpt["history"] if row["epoch"] == best_epoch)["val/acc"] = 1.0
-    torch.save(ckpt, last)
-    cfg = train_cfg(["model=mlp", "trainer.max_epochs=3", "logger=none", f"ckpt_path={last}"])
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(tmp_path / "second")
-    second = train(cfg)
     copy = tmp_path / "second" / "checkpoints" / old_best.name
     assert second["epochs"] == 3 and second["val/acc_best"] == 1.0
     assert Path(second["best_model_path"]) == copy and copy.read_bytes() == old_best.read_bytes()
@@ -173,23 +185,13 @@ def test_resume_into_another_folder_keeps_the_best_checkpoint(train_cfg, tmp_pat
 def test_resume_keeps_the_configured_early_stopping_patience(train_cfg, tmp_path):
     """Lightning restores `patience` from the checkpoint; a resume that asks for another
     one gets it, with the count of epochs without improvement carried over."""
-    first = train(train_cfg(["model=mlp", "trainer.max_epochs=2", "logger=none"]))
-    last = Path(first["best_model_path"]).with_name("last.ckpt")
-    ckpt = torch.load(last, weights_only=False)
-    (stopper,) = [s for s in ckpt["callbacks"].values() if "wait_count" in s]
-    # An unbeatable best, one epoch already without improvement, patience 1: resumed as
-    # saved, the run would stop after epoch 3; with patience 3 it stops after epoch 4.
-    stopper.update(best_score=torch.tensor(1.0), wait_count=1, patience=1)
-    torch.save(ckpt, last)
-    cfg = train_cfg(
-        [
-            "model=mlp",
-            "trainer.max_epochs=6",
-            "logger=none",
-            "callbacks.early_stopping.patience=3",
-            f"ckpt_path={last}",
-        ]
-    )
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(tmp_path / "second")
-    assert train(cfg)["epochs"] == 4
+
+    def one_bad_epoch_patience_1(ckpt, first):
+        # An unbeatable best, one epoch already without improvement, patience 1: resumed as
+        # saved, the run would stop after epoch 3; with patience 3 it stops after epoch 4.
+        (stopper,) = [s for s in ckpt["callbacks"].values() if "wait_count" in s]
+        stopper.update(best_score=torch.tensor(1.0), wait_count=1, patience=1)
+
+    overrides = ["trainer.max_epochs=6", "callbacks.early_stopping.patience=3"]
+    _, second = _resume_edited(train_cfg, tmp_path, one_bad_epoch_patience_1, overrides)
+    assert second["epochs"] == 4
