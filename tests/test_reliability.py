@@ -10,6 +10,7 @@ from omegaconf import open_dict
 
 from lightning_sentiment import SentimentError
 from lightning_sentiment.data import SentimentDataModule
+from lightning_sentiment.models.module import _update_scheduler
 from lightning_sentiment.pipeline import train
 from tests.conftest import write_tiny_imdb
 from tests.helpers import run_train_py
@@ -195,3 +196,68 @@ def test_resume_keeps_the_configured_early_stopping_patience(train_cfg, tmp_path
     overrides = ["trainer.max_epochs=6", "callbacks.early_stopping.patience=3"]
     _, second = _resume_edited(train_cfg, tmp_path, one_bad_epoch_patience_1, overrides)
     assert second["epochs"] == 4
+
+
+def test_resume_applies_a_changed_learning_rate(train_cfg, tmp_path):
+    """Lightning restores the optimizer's learning rate from the checkpoint; a resume that
+    asks for another one (fine-tuning at a lower rate) trains at it."""
+    _, second = _resume_edited(
+        train_cfg, tmp_path, lambda ckpt, first: None, ["trainer.max_epochs=3", "model.optimizer.lr=0.0002"]
+    )
+    last = torch.load(Path(second["best_model_path"]).with_name("last.ckpt"), weights_only=False)
+    assert second["epochs"] == 3
+    assert last["optimizer_states"][0]["param_groups"][0]["lr"] == 0.0002
+
+
+def test_resume_with_the_same_settings_keeps_a_cut_learning_rate(train_cfg, tmp_path):
+    """Only settings that differ from the checkpoint's are applied: a rate the schedule
+    has cut (here: edited into the checkpoint) stays cut when the resume repeats the config."""
+
+    def cut_rate(ckpt, first):
+        ckpt["optimizer_states"][0]["param_groups"][0]["lr"] = 0.0003
+
+    _, second = _resume_edited(train_cfg, tmp_path, cut_rate, ["trainer.max_epochs=3"])
+    last = torch.load(Path(second["best_model_path"]).with_name("last.ckpt"), weights_only=False)
+    assert last["optimizer_states"][0]["param_groups"][0]["lr"] == 0.0003
+
+
+def test_resume_applies_a_changed_plateau_patience(train_cfg, tmp_path):
+    """The scheduler's settings too: the plateau rule's patience given on resume applies."""
+    plateau = [
+        "model.optimizer.lr=0.001",
+        "+model.scheduler._target_=torch.optim.lr_scheduler.ReduceLROnPlateau",
+        "+model.scheduler._partial_=true",
+        "+model.scheduler.mode=max",
+        "+model.scheduler.monitor=val/acc",
+    ]
+    first = train(
+        train_cfg(
+            ["model=mlp", "trainer.max_epochs=2", "logger=none", *plateau, "+model.scheduler.patience=1"]
+        )
+    )
+    last = Path(first["best_model_path"]).with_name("last.ckpt")
+    cfg = train_cfg(
+        [
+            "model=mlp",
+            "logger=none",
+            "trainer.max_epochs=3",
+            *plateau,
+            "+model.scheduler.patience=4",
+            f"ckpt_path={last}",
+        ]
+    )
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(tmp_path / "second")
+    second = train(cfg)
+    resumed = torch.load(Path(second["best_model_path"]).with_name("last.ckpt"), weights_only=False)
+    assert resumed["lr_schedulers"][0]["patience"] == 4
+
+
+def test_a_resumed_scheduler_takes_new_settings_or_refuses_in_one_line():
+    optimizer = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=0.01)
+    plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", patience=1)
+    plateau.num_bad_epochs = 1
+    _update_scheduler(plateau, new_lr=True, changes={"min_lr": 0.001, "factor": 0.5})
+    assert (plateau.min_lrs, plateau.factor, plateau.num_bad_epochs) == ([0.001], 0.5, 0)
+    with pytest.raises(SentimentError, match="model.scheduler.warmup cannot change on resume"):
+        _update_scheduler(plateau, new_lr=False, changes={"warmup": 3})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import logging
 from typing import Any
 
 import pytorch_lightning as pl
@@ -18,6 +19,8 @@ from torchmetrics.classification import BinaryAccuracy
 
 from lightning_sentiment.errors import SentimentError
 
+log = logging.getLogger(__name__)
+
 LOSSES = ("bce", "mse")
 EVAL_SPLITS = ("val", "test")
 NAN_CHECK_EVERY = 25  # steps; each check is a host sync on GPU
@@ -26,6 +29,42 @@ STEP_HOOKS = ("training_step", "validation_step", "test_step", "predict_step")
 
 def _plain(cfg: Any) -> Any:
     return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
+
+
+# Keys of the optimizer/scheduler configs that are not settings of the torch objects.
+_NOT_SETTINGS = {"_target_", "_partial_", "monitor", "interval", "frequency"}
+
+
+def _changed_settings(saved: dict, current: Any) -> dict[str, dict]:
+    """{"optimizer": {key: new value}, "scheduler": {...}}: what differs from the checkpoint's."""
+    changed = {}
+    for name in ("optimizer", "scheduler"):
+        before, now = saved.get(name) or {}, current.get(name) or {}
+        if not before or not now or before.get("_target_") != now.get("_target_"):
+            continue  # none then, or another class: Lightning's restore decides
+        changed[name] = {
+            k: v for k, v in now.items() if k not in _NOT_SETTINGS and k in before and before[k] != v
+        }
+    return changed
+
+
+def _update_scheduler(scheduler: Any, new_lr: bool, changes: dict) -> None:
+    """A restored scheduler takes a resumed run's new learning rate and settings."""
+    lrs = [group["lr"] for group in scheduler.optimizer.param_groups]
+    if new_lr:
+        scheduler._last_lr = lrs
+        if hasattr(scheduler, "base_lrs"):
+            scheduler.base_lrs = lrs
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            scheduler.num_bad_epochs = 0  # a new rate gets the whole patience
+    for key, value in changes.items():
+        if key == "min_lr":  # kept per parameter group
+            key, value = "min_lrs", value if isinstance(value, list) else [value] * len(lrs)
+        if not hasattr(scheduler, key):
+            raise SentimentError(
+                f"model.scheduler.{key} cannot change on resume: resume with the checkpoint's value"
+            )
+        setattr(scheduler, key, value)
 
 
 class LeanLightningModule(pl.LightningModule):
@@ -90,6 +129,7 @@ class SentimentClassifier(LeanLightningModule):
         self.val_acc_best = MaxMetric()
         self.history: dict[int, dict] = {}  # epoch -> metrics, for curves.png
         self._train_sums: tuple[torch.Tensor, torch.Tensor, int] | None = None  # loss sum, correct, count
+        self._resume_changes: dict[str, dict] = {}  # optimizer/scheduler settings a resume changed
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.net(tokens)
@@ -194,6 +234,7 @@ class SentimentClassifier(LeanLightningModule):
             if "val/acc" in row:
                 self.val_acc_best(torch.tensor(row["val/acc"], device=self.device))
         self._replay_plateau_steps()
+        self._apply_resume_changes()
 
     def _replay_plateau_steps(self) -> None:
         """Give a resumed run the ReduceLROnPlateau steps its checkpoint missed.
@@ -211,6 +252,28 @@ class SentimentClassifier(LeanLightningModule):
                 if metric is None:
                     break
                 scheduler.step(metric)
+
+    def _apply_resume_changes(self) -> None:
+        """Apply optimizer and scheduler settings that a resumed run changed.
+
+        Lightning restores both from the checkpoint, so `model.optimizer.lr=1e-4` on a
+        resume would be ignored silently. Settings equal to the checkpoint's keep the
+        restored state (a learning rate the plateau rule has cut stays cut).
+        """
+        changes, self._resume_changes = self._resume_changes, {}
+        for optimizer in self.trainer.optimizers:
+            for group in optimizer.param_groups:
+                for key, value in changes.get("optimizer", {}).items():
+                    group[key] = tuple(value) if isinstance(group.get(key), tuple) else value  # betas
+                if "lr" in changes.get("optimizer", {}) and "initial_lr" in group:
+                    group["initial_lr"] = group["lr"]  # where schedulers count from
+        for config in self.trainer.lr_scheduler_configs:
+            _update_scheduler(
+                config.scheduler, "lr" in changes.get("optimizer", {}), changes.get("scheduler", {})
+            )
+        for name, changed in changes.items():
+            for key, value in changed.items():
+                log.info("resumed with model.%s.%s=%s (the checkpoint had another value)", name, key, value)
 
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking:
@@ -235,6 +298,7 @@ class SentimentClassifier(LeanLightningModule):
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         if self._trainer is None or self.trainer.state.fn == TrainerFn.FITTING:  # resuming, not testing
             self.history = {row["epoch"] - 1: row for row in checkpoint.get("history", [])}
+            self._resume_changes = _changed_settings(checkpoint.get("hyper_parameters", {}), self.hparams)
         states = checkpoint.get("rng_states")
         if not states:
             return
