@@ -259,5 +259,8 @@ def test_a_resumed_scheduler_takes_new_settings_or_refuses_in_one_line():
     plateau.num_bad_epochs = 1
     _update_scheduler(plateau, new_lr=True, changes={"min_lr": 0.001, "factor": 0.5})
     assert (plateau.min_lrs, plateau.factor, plateau.num_bad_epochs) == ([0.001], 0.5, 0)
+    plateau.step(0.8)  # best 0.8, as "max"
+    _update_scheduler(plateau, new_lr=False, changes={"mode": "min"})
+    assert (plateau.mode, plateau.best) == ("min", float("inf"))  # 0.8 meant the opposite
     with pytest.raises(SentimentError, match="model.scheduler.warmup cannot change on resume"):
         _update_scheduler(plateau, new_lr=False, changes={"warmup": 3})

@@ -65,6 +65,10 @@ def _update_scheduler(scheduler: Any, new_lr: bool, changes: dict) -> None:
                 f"model.scheduler.{key} cannot change on resume: resume with the checkpoint's value"
             )
         setattr(scheduler, key, value)
+    if "mode" in changes and isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+        # its best so far was judged the other way round: start the search again
+        scheduler._init_is_better(scheduler.mode, scheduler.threshold, scheduler.threshold_mode)
+        scheduler._reset()
 
 
 class LeanLightningModule(pl.LightningModule):
