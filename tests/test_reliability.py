@@ -144,12 +144,16 @@ def test_concurrent_cache_builds_leave_a_valid_cache(tmp_path, tiny_archive):
     assert not list((tmp_path / "cache").glob(".*")) and len(load_corpus(cache)) == 160
 
 
-def _resume_edited(train_cfg, tmp_path, edit, overrides):
-    """Train `mlp` for 2 epochs, let `edit(checkpoint, first_metrics)` change its
-    `last.ckpt`, then resume it with `overrides` into a new folder (train.py's default).
-    Returns both runs' metrics."""
-    first = train(train_cfg(["model=mlp", "trainer.max_epochs=2", "logger=none"]))
-    last = Path(first["best_model_path"]).with_name("last.ckpt")
+def _last_ckpt(metrics: dict) -> Path:
+    return Path(metrics["best_model_path"]).with_name("last.ckpt")
+
+
+def _resume_edited(train_cfg, tmp_path, edit, overrides, first_overrides=()):
+    """Train `mlp` for 2 epochs (with `first_overrides`), let `edit(checkpoint,
+    first_metrics)` change its `last.ckpt`, then resume it with `overrides` into a new
+    folder (train.py's default). Returns both runs' metrics."""
+    first = train(train_cfg(["model=mlp", "trainer.max_epochs=2", "logger=none", *first_overrides]))
+    last = _last_ckpt(first)
     ckpt = torch.load(last, weights_only=False)
     edit(ckpt, first)
     torch.save(ckpt, last)
@@ -204,7 +208,7 @@ def test_resume_applies_a_changed_learning_rate(train_cfg, tmp_path):
     _, second = _resume_edited(
         train_cfg, tmp_path, lambda ckpt, first: None, ["trainer.max_epochs=3", "model.optimizer.lr=0.0002"]
     )
-    last = torch.load(Path(second["best_model_path"]).with_name("last.ckpt"), weights_only=False)
+    last = torch.load(_last_ckpt(second), weights_only=False)
     assert second["epochs"] == 3
     assert last["optimizer_states"][0]["param_groups"][0]["lr"] == 0.0002
 
@@ -217,7 +221,7 @@ def test_resume_with_the_same_settings_keeps_a_cut_learning_rate(train_cfg, tmp_
         ckpt["optimizer_states"][0]["param_groups"][0]["lr"] = 0.0003
 
     _, second = _resume_edited(train_cfg, tmp_path, cut_rate, ["trainer.max_epochs=3"])
-    last = torch.load(Path(second["best_model_path"]).with_name("last.ckpt"), weights_only=False)
+    last = torch.load(_last_ckpt(second), weights_only=False)
     assert last["optimizer_states"][0]["param_groups"][0]["lr"] == 0.0003
 
 
@@ -230,26 +234,10 @@ def test_resume_applies_a_changed_plateau_patience(train_cfg, tmp_path):
         "+model.scheduler.mode=max",
         "+model.scheduler.monitor=val/acc",
     ]
-    first = train(
-        train_cfg(
-            ["model=mlp", "trainer.max_epochs=2", "logger=none", *plateau, "+model.scheduler.patience=1"]
-        )
-    )
-    last = Path(first["best_model_path"]).with_name("last.ckpt")
-    cfg = train_cfg(
-        [
-            "model=mlp",
-            "logger=none",
-            "trainer.max_epochs=3",
-            *plateau,
-            "+model.scheduler.patience=4",
-            f"ckpt_path={last}",
-        ]
-    )
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(tmp_path / "second")
-    second = train(cfg)
-    resumed = torch.load(Path(second["best_model_path"]).with_name("last.ckpt"), weights_only=False)
+    overrides = ["trainer.max_epochs=3", *plateau, "+model.scheduler.patience=4"]
+    first_overrides = [*plateau, "+model.scheduler.patience=1"]
+    _, second = _resume_edited(train_cfg, tmp_path, lambda ckpt, first: None, overrides, first_overrides)
+    resumed = torch.load(_last_ckpt(second), weights_only=False)
     assert resumed["lr_schedulers"][0]["patience"] == 4
 
 

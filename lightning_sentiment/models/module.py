@@ -265,16 +265,15 @@ class SentimentClassifier(LeanLightningModule):
         restored state (a learning rate the plateau rule has cut stays cut).
         """
         changes, self._resume_changes = self._resume_changes, {}
+        optimizer_changes = changes.get("optimizer", {})
         for optimizer in self.trainer.optimizers:
             for group in optimizer.param_groups:
-                for key, value in changes.get("optimizer", {}).items():
+                for key, value in optimizer_changes.items():
                     group[key] = tuple(value) if isinstance(group.get(key), tuple) else value  # betas
-                if "lr" in changes.get("optimizer", {}) and "initial_lr" in group:
+                if "lr" in optimizer_changes and "initial_lr" in group:
                     group["initial_lr"] = group["lr"]  # where schedulers count from
         for config in self.trainer.lr_scheduler_configs:
-            _update_scheduler(
-                config.scheduler, "lr" in changes.get("optimizer", {}), changes.get("scheduler", {})
-            )
+            _update_scheduler(config.scheduler, "lr" in optimizer_changes, changes.get("scheduler", {}))
         for name, changed in changes.items():
             for key, value in changed.items():
                 log.info("resumed with model.%s.%s=%s (the checkpoint had another value)", name, key, value)
