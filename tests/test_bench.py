@@ -56,3 +56,23 @@ def test_allocator_bench_smoke(tiny_archive, capsys):
     assert figures["batches"] == 2 and figures["seconds_128k"] > 0 and figures["seconds_32m"] > 0
     assert figures["time_ratio_32m_over_128k"] > 0 and figures["faults_128k"] >= 0
     assert '"keras_mlp"' in capsys.readouterr().out
+
+
+def test_keras_reference_data_follows_keras_num_words_and_padding():
+    """bench_keras feeds Keras what its tutorials do: ids by frequency (1 = OOV when there
+    is one, rarer words OOV or dropped), padded and cut to maxlen, or a multi-hot."""
+    import numpy as np
+
+    from lightning_sentiment import bench_keras
+
+    # word 2 is the most frequent (3x), then 0 (2x), then 1 and 3 (1x; 1 first on the tie)
+    token_ids = np.array([2, 0, 2, 1, 2, 0, 3])
+    offsets = np.array([0, 3, 7])
+    with_oov = bench_keras.encode(token_ids, offsets, vocab=4, oov=True)  # ids 2, 3: two words
+    assert [r.tolist() for r in with_oov] == [[2, 3, 2], [1, 2, 3, 1]]
+    dropped = bench_keras.encode(token_ids, offsets, vocab=4, oov=False)  # ids 1-3: three words
+    assert [r.tolist() for r in dropped] == [[1, 2, 1], [3, 1, 2]]
+    spec = dict(bench_keras.TUTORIALS["keras_bilstm_200"], maxlen=2)  # post padding and cut
+    assert bench_keras.inputs(with_oov, spec).tolist() == [[2, 3], [1, 2]]
+    spec = dict(bench_keras.TUTORIALS["keras_mlp"], vocab=4)
+    assert bench_keras.inputs(dropped, spec).tolist() == [[0, 1, 1, 0], [0, 1, 1, 1]]
