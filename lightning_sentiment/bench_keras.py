@@ -14,8 +14,10 @@ Data: the same reviews and Keras-style tokens as training (`lightning_sentiment.
 is numpy-only), ids by frequency (Keras' `num_words`), every review padded and cut
 to the tutorial's `maxlen` as the tutorials do. Model, batch size and optimizer are
 each tutorial's (the `conf/experiment/` comments). Each repetition is one epoch over
-`--batches` batches; the first epoch (graph tracing) is not timed. Prints one JSON
-object: seconds per epoch of the tutorial's training set and per 25,000 reviews.
+`--batches` batches (with `--validate`, and a validation pass over as many reviews per
+training review as the tutorial's `validation_data`); the first epoch (graph tracing)
+is not timed. Prints one JSON object: seconds per epoch of the tutorial's training set
+and per 25,000 training reviews.
 """
 
 from __future__ import annotations
@@ -34,14 +36,21 @@ from lightning_sentiment.data.corpus import build_corpus
 from lightning_sentiment.data.text import Tokenizer, pad_sequences
 
 # name: vocabulary (Keras num_words, padding included), OOV token, maxlen, padding,
-# truncating, batch size, training reviews of the tutorial
+# truncating, batch size, training reviews of the tutorial, and the reviews it validates
+# on after every epoch (`validation_data`: the LSTM tutorials pass the 25k test reviews)
 TUTORIALS = {
-    "keras_lstm_80": dict(vocab=20_000, oov=False, maxlen=80, pad="pre", cut="pre", batch=32, train=25_000),
-    "keras_lstm_500": dict(vocab=10_000, oov=False, maxlen=500, pad="pre", cut="pre", batch=64, train=25_000),
-    "keras_bilstm_200": dict(
-        vocab=10_000, oov=True, maxlen=200, pad="post", cut="post", batch=32, train=37_500
+    "keras_lstm_80": dict(
+        vocab=20_000, oov=False, maxlen=80, pad="pre", cut="pre", batch=32, train=25_000, val=25_000
     ),
-    "keras_mlp": dict(vocab=10_000, oov=False, maxlen=None, pad="post", cut="post", batch=512, train=15_000),
+    "keras_lstm_500": dict(
+        vocab=10_000, oov=False, maxlen=500, pad="pre", cut="pre", batch=64, train=25_000, val=25_000
+    ),
+    "keras_bilstm_200": dict(
+        vocab=10_000, oov=True, maxlen=200, pad="post", cut="post", batch=32, train=37_500, val=12_500
+    ),
+    "keras_mlp": dict(
+        vocab=10_000, oov=False, maxlen=None, pad="post", cut="post", batch=512, train=15_000, val=10_000
+    ),
 }
 
 
@@ -92,9 +101,13 @@ def build(name: str, keras):
     return model
 
 
-def bench(name: str, x: np.ndarray, y: np.ndarray, batches: int, repeats: int, keras) -> dict:
+def bench(name: str, x: np.ndarray, y: np.ndarray, batches: int, repeats: int, validate: bool, keras) -> dict:
+    """Seconds an epoch; with `validate`, each epoch also evaluates as many reviews as the
+    tutorial validates on per training review (so the scaled figure is its whole epoch)."""
     spec = TUTORIALS[name]
-    n = min(batches * spec["batch"], spec["train"], len(x))  # at most the tutorial's epoch
+    n = min(batches * spec["batch"], spec["train"])  # at most the tutorial's epoch
+    n_val = round(n * spec["val"] / spec["train"]) if validate else 0
+    validation = (x[n : n + n_val], y[n : n + n_val]) if validate else None
     model = build(name, keras)
     times: list[float] = []
 
@@ -105,13 +118,22 @@ def bench(name: str, x: np.ndarray, y: np.ndarray, batches: int, repeats: int, k
         def on_epoch_end(self, epoch, logs=None):
             times.append(time.perf_counter() - self.start)
 
-    model.fit(x[:n], y[:n], batch_size=spec["batch"], epochs=1 + repeats, verbose=0, callbacks=[EpochTimer()])
+    model.fit(
+        x[:n],
+        y[:n],
+        batch_size=spec["batch"],
+        epochs=1 + repeats,
+        verbose=0,
+        callbacks=[EpochTimer()],
+        validation_data=validation,
+    )
     seconds = statistics.median(times[1:])  # the first epoch traces the graph
     return {
         "tutorial_epoch_s": round(seconds * spec["train"] / n, 2),
         "epoch_s": round(seconds * 25_000 / n, 2),  # per 25,000 reviews, as the PyTorch benchmark
         "train_reviews": spec["train"],
         "measured_batches": -(-n // spec["batch"]),
+        "validated_reviews": n_val,
         "parameters": model.count_params(),
         "jit_compile": bool(model.jit_compile),
     }
@@ -123,6 +145,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--models", default=",".join(TUTORIALS), help="tutorials, comma-separated")
     parser.add_argument("--batches", type=int, default=150, help="batches an epoch")
     parser.add_argument("--repeats", type=int, default=3, help="timed epochs after the first")
+    parser.add_argument(
+        "--validate", action="store_true", help="time epochs with the tutorial's validation pass"
+    )
     args = parser.parse_args(argv)
     if not args.archive:
         parser.error("pass --archive PATH or set IMDB_ARCHIVE")
@@ -145,11 +170,12 @@ def main(argv: list[str] | None = None) -> dict:
     for name in args.models.split(","):
         spec = TUTORIALS[name]
         reviews = encode(corpus.token_ids, corpus.offsets, spec["vocab"], spec["oov"])
-        picked = order[: min(args.batches * spec["batch"], spec["train"])]
+        n = min(args.batches * spec["batch"], spec["train"])
+        picked = order[: n + (round(n * spec["val"] / spec["train"]) if args.validate else 0)]
         x = inputs([reviews[i] for i in picked], spec)
         y = corpus.labels[picked].astype(np.float32)
         keras.utils.set_random_seed(0)
-        result["models"][name] = bench(name, x, y, args.batches, args.repeats, keras)
+        result["models"][name] = bench(name, x, y, args.batches, args.repeats, args.validate, keras)
     print(json.dumps(result, indent=2))
     return result
 

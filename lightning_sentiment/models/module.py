@@ -153,9 +153,14 @@ class SentimentClassifier(LeanLightningModule):
         # update(), not forward(): forward() also computes a per-batch value every step
         self.mean_loss[split].update(loss, weight=labels.numel())
         self.acc[split].update(probs, labels.long())
-        self.log(f"{split}/loss", self.mean_loss[split], on_step=False, on_epoch=True)
-        self.log(f"{split}/acc", self.acc[split], on_step=False, on_epoch=True, prog_bar=True)
         return probs
+
+    def _log_eval_metrics(self, split: str) -> None:
+        """Once an epoch, at its end: Lightning computes and resets the logged metrics.
+        Logging them every step cost ~2 ms a `self.log` call on CPU, 15% of an epoch of
+        experiment=keras_mlp (40 validation steps)."""
+        self.log(f"{split}/loss", self.mean_loss[split])
+        self.log(f"{split}/acc", self.acc[split], prog_bar=True)
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         loss, probs, labels = self.model_step(batch)
@@ -209,6 +214,9 @@ class SentimentClassifier(LeanLightningModule):
     def test_step(self, batch, batch_idx: int) -> None:
         probs = self._eval_step(batch, "test")
         self.test_outputs.append((batch[2].cpu(), probs.detach().float().cpu()))  # for the reports
+
+    def on_test_epoch_end(self) -> None:
+        self._log_eval_metrics("test")
 
     def test_predictions(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(corpus indices, P(positive)) of the last test run, from every rank.
@@ -279,6 +287,7 @@ class SentimentClassifier(LeanLightningModule):
                 log.info("resumed with model.%s.%s=%s (the checkpoint had another value)", name, key, value)
 
     def on_validation_epoch_end(self) -> None:
+        self._log_eval_metrics("val")
         if self.trainer.sanity_checking:
             return
         acc = self.acc["val"].compute()
