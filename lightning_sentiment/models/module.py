@@ -157,8 +157,8 @@ class SentimentClassifier(LeanLightningModule):
 
     def _log_eval_metrics(self, split: str) -> None:
         """Once an epoch, at its end: Lightning computes and resets the logged metrics.
-        Logging them every step cost ~2 ms a `self.log` call on CPU, 15% of an epoch of
-        experiment=keras_mlp (40 validation steps)."""
+        Logging them every step cost ~2 ms a `self.log` call on CPU: experiment=keras_mlp
+        (40 validation steps an epoch) fitted in 7.4 s before, 6.7 s after."""
         self.log(f"{split}/loss", self.mean_loss[split])
         self.log(f"{split}/acc", self.acc[split], prog_bar=True)
 
