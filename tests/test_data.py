@@ -132,16 +132,22 @@ def test_random_split_mode(tmp_path, tiny_archive):
     assert sorted(everything) == list(range(160))
 
 
+def _forbid(monkeypatch, module, name: str):
+    """Make `module.name` fail if called (a valid cache must spare it); returns the real one."""
+    real = getattr(module, name)
+
+    def no_build(*args):
+        raise AssertionError(f"{name} built again despite a valid cache")
+
+    monkeypatch.setattr(module, name, no_build)
+    return real
+
+
 def test_cache_is_reused_and_rebuilt_when_corrupt(tmp_path, tiny_archive, monkeypatch):
     first = make_dm(tmp_path, archive=str(tiny_archive))
     first.setup()
     (cache_file,) = (tmp_path / "data" / "cache").glob("*.npz")
-    real_build = corpus.build_corpus
-
-    def no_build(*args):
-        raise AssertionError("tokenized again despite a valid cache")
-
-    monkeypatch.setattr(corpus, "build_corpus", no_build)
+    real_build = _forbid(monkeypatch, corpus, "build_corpus")
     second = make_dm(tmp_path, archive=str(tiny_archive))
     second.setup()
     assert second.vocab == first.vocab
@@ -161,12 +167,7 @@ def test_bigrams_are_cached_per_split_and_rebuilt_when_corrupt(tmp_path, tiny_ar
     first = make_dm(tmp_path, **settings)
     first.setup()
     (bigram_file,) = (tmp_path / "data" / "cache").glob("*-bigrams-*.npz")
-    real_build = ngrams.with_bigrams
-
-    def no_build(*args):
-        raise AssertionError("bigrams built again despite a valid cache")
-
-    monkeypatch.setattr(ngrams, "with_bigrams", no_build)
+    real_build = _forbid(monkeypatch, ngrams, "with_bigrams")
     second = make_dm(tmp_path, **settings)
     second.setup()
     assert second.vocab == first.vocab and any(" " in w for w in second.vocab.words)
@@ -180,7 +181,7 @@ def test_bigrams_are_cached_per_split_and_rebuilt_when_corrupt(tmp_path, tiny_ar
     third = make_dm(tmp_path, **settings)
     third.setup()
     assert third.vocab == first.vocab
-    monkeypatch.setattr(ngrams, "with_bigrams", no_build)
+    _forbid(monkeypatch, ngrams, "with_bigrams")
     make_dm(tmp_path, **settings).setup()  # the rebuilt file is read
     assert not list(bigram_file.parent.glob(".*tmp"))
 
