@@ -203,6 +203,21 @@ def test_a_given_vocabulary_encodes_like_one_built_here(tmp_path, tiny_archive, 
     np.testing.assert_array_equal(given._known_word, built._known_word)
 
 
+@pytest.mark.parametrize("truncating", ["pre", "post"])
+def test_distinct_reviews_are_each_truncated_reviews_ids_once(tmp_path, tiny_archive, truncating):
+    settings = dict(archive=str(tiny_archive), max_len=12, truncating=truncating, ngrams=2, vocab_size=200)
+    plain, sets = make_dm(tmp_path, **settings), make_dm(tmp_path, **settings, distinct=True)
+    plain.setup()
+    sets.setup()
+    assert sets.stats == plain.stats  # the stats describe the reviews as read
+    for name, split in plain.splits.items():
+        for i in range(len(split)):
+            review, label, index = split[i]
+            assert sets.splits[name][i][0].tolist() == np.unique(review).tolist()
+            assert sets.splits[name][i][1:] == (label, index)
+    assert any(len(np.unique(split[i][0])) < len(split[i][0]) for i in range(len(split)))  # had repeats
+
+
 def test_missing_data_gives_one_line_error(tmp_path):
     url = (tmp_path / "nowhere.tar.gz").as_uri()
     dm = make_dm(tmp_path, download_url=url)

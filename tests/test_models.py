@@ -278,6 +278,46 @@ def test_flat_ids_rejects_ids_beyond_the_vocabulary():
         flat_ids(torch.tensor([[3, 41], [1, 2]]), 40, distinct=True)
 
 
+@pytest.mark.parametrize("padding", ["pre", "post"])
+def test_distinct_rows_are_only_flattened_and_give_the_same_ids(padding, monkeypatch):
+    """Rows that ascend strictly (data.distinct=true) skip the sort; the result is what
+    the sort would give. Rows with a repeat or out of order still take it."""
+    torch.manual_seed(0)
+    raw = torch.randint(0, 40, (6, 30))
+    raw[1] = 0  # an empty review
+    sets = [row[row > 0].unique() for row in raw]  # ascending, once each
+    distinct = torch.from_numpy(pad_sequences([s.numpy() for s in sets], padding=padding))
+    assert mlp_module.rows_distinct(distinct)
+    assert not mlp_module.rows_distinct(raw)
+    assert not mlp_module.rows_distinct(torch.tensor([[0, 3, 5, 0, 5]]))  # a repeat after padding
+    assert not mlp_module.rows_distinct(torch.tensor([[2, 7, 4]]))  # out of order
+    expected = flat_ids(raw, 40, distinct=True)
+    sorts = []
+    real_sort = torch.Tensor.sort
+    monkeypatch.setattr(
+        torch.Tensor, "sort", lambda self, *a, **k: sorts.append(1) or real_sort(self, *a, **k)
+    )
+    got = flat_ids(distinct, 40, distinct=True)
+    assert sorts == []  # flattened, not sorted
+    for a, b in zip(got, expected, strict=True):
+        assert torch.equal(a, b)
+
+
+def test_distinct_data_needs_a_model_that_reads_sets(train_cfg, tmp_path):
+    from hydra.utils import instantiate
+
+    from lightning_sentiment import SentimentError
+
+    for overrides, net in (
+        (["model=lstm"], "LSTMClassifier"),
+        (["model=mlp", "model.net.weighting=count"], "MultiHotMLP"),
+    ):
+        cfg = train_cfg([*overrides, "data.distinct=true"])
+        datamodule, model = instantiate(cfg.data), instantiate(cfg.model, _recursive_=False)
+        with pytest.raises(SentimentError, match=f"data.distinct=true .* {net} needs word order or counts"):
+            quiet_trainer(fast_dev_run=1, default_root_dir=tmp_path).fit(model, datamodule=datamodule)
+
+
 def test_mlp_padding_invariance():
     net = MultiHotMLP(vocab_size=10, hidden_dims=[4]).eval()
     torch.testing.assert_close(net(padded(7, "pre")), net(padded(15, "post")))

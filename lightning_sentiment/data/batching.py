@@ -68,6 +68,18 @@ class EncodedReviews(Dataset):
         return ReviewBatch(self, self.indices[np.asarray(items, dtype=np.int64)])
 
 
+def distinct_ids(
+    ids: np.ndarray, offsets: np.ndarray, max_len: int | None, truncating: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every review (CSR `ids`, `offsets`) as its distinct ids, ascending, after truncation:
+    what a bag-of-words model reads, with word order and repeats dropped. Returns the
+    new (ids, offsets)."""
+    everything = EncodedReviews(ids, offsets, None, np.arange(len(offsets) - 1), max_len, truncating)
+    reviews, present = everything.presence()
+    counts = np.bincount(reviews, minlength=len(everything))
+    return present.astype(ids.dtype), np.concatenate([[0], np.cumsum(counts)])
+
+
 class ReviewBatch:
     """The reviews of one batch, as spans of the dataset's flat id array until padded."""
 

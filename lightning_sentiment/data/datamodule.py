@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from lightning_sentiment.data import imdb, ngrams
-from lightning_sentiment.data.batching import BucketBatchSampler, EncodedReviews, PadCollate
+from lightning_sentiment.data.batching import BucketBatchSampler, EncodedReviews, PadCollate, distinct_ids
 from lightning_sentiment.data.corpus import Corpus, cache_path, load_or_build
 from lightning_sentiment.data.splits import split_indices
 from lightning_sentiment.data.stats import data_stats
@@ -28,6 +28,8 @@ class SentimentDataModule(pl.LightningDataModule):
 
     `vocab_size` counts every id, padding (0) and OOV (1) included, like Keras'
     `num_words`; without `oov_token`, unknown words are dropped as Keras does.
+    `distinct`: each review becomes its distinct ids, ascending (after truncation), once
+    at setup: all a multi-hot model reads, and the MLP then skips its per-batch dedupe.
     """
 
     def __init__(
@@ -47,6 +49,7 @@ class SentimentDataModule(pl.LightningDataModule):
         strip_html: bool = True,
         ngrams: int = 1,
         ngram_min_count: int = 2,
+        distinct: bool = False,
         split: str = "official",
         split_by: str = "review",
         val_size: float | int = 0.1,
@@ -115,6 +118,10 @@ class SentimentDataModule(pl.LightningDataModule):
         known_word = self._known_word[: len(corpus.words)]  # the words; bigrams come after them
         self.stats = data_stats(corpus, self.splits, known_word, len(self.vocab), hp.max_len)
         log.info("IMDB data: %s", json.dumps(self.stats))
+        if hp.distinct:  # after the stats, which describe the reviews as read
+            ids, offsets = distinct_ids(ids, offsets, hp.max_len, hp.truncating)
+            for name, idx in index.items():  # truncated already: max_len None
+                self.splits[name] = EncodedReviews(ids, offsets, corpus.labels, idx, None, hp.truncating)
 
     def _with_bigrams(self, corpus: Corpus, train_idx: np.ndarray) -> Corpus:
         """Words and frequent training bigrams, cached beside the corpus: they depend on

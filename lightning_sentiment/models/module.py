@@ -322,6 +322,15 @@ class SentimentClassifier(LeanLightningModule):
         # Networks with statistics of the training data (the MLP's naive-Bayes weights)
         # fit them here; a resumed run then restores the saved ones from its checkpoint.
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer else None
+        if (
+            datamodule is not None
+            and datamodule.hparams.get("distinct")
+            and not getattr(self.net, "reads_sets", False)
+        ):
+            raise SentimentError(
+                f"data.distinct=true keeps only each review's distinct ids, and {type(self.net).__name__} "
+                "needs word order or counts: set data.distinct=false"
+            )
         if stage == "fit" and datamodule is not None and hasattr(self.net, "fit_to_data"):
             self.net.fit_to_data(datamodule.splits["train"])
 
