@@ -291,6 +291,7 @@ def test_distinct_rows_are_only_flattened_and_give_the_same_ids(padding, monkeyp
     assert not mlp_module.rows_distinct(raw)
     assert not mlp_module.rows_distinct(torch.tensor([[0, 3, 5, 0, 5]]))  # a repeat after padding
     assert not mlp_module.rows_distinct(torch.tensor([[2, 7, 4]]))  # out of order
+    assert not mlp_module.rows_distinct(torch.tensor([[1, 2, 3], [0, 4, 4]]))  # only a later row repeats
     expected = flat_ids(raw, 40, distinct=True)
     sorts = []
     real_sort = torch.Tensor.sort
