@@ -101,12 +101,18 @@ def build(name: str, keras):
     return model
 
 
+def sizes(spec: dict, batches: int, validate: bool) -> tuple[int, int]:
+    """(training reviews, validation reviews) of one timed epoch: at most the tutorial's
+    epoch, and with `validate` as many validation reviews per training review as it has
+    (so the scaled figure is its whole epoch)."""
+    n = min(batches * spec["batch"], spec["train"])
+    return n, round(n * spec["val"] / spec["train"]) if validate else 0
+
+
 def bench(name: str, x: np.ndarray, y: np.ndarray, batches: int, repeats: int, validate: bool, keras) -> dict:
-    """Seconds an epoch; with `validate`, each epoch also evaluates as many reviews as the
-    tutorial validates on per training review (so the scaled figure is its whole epoch)."""
+    """Seconds an epoch of `x` and `y`: the training reviews, then the validation ones."""
     spec = TUTORIALS[name]
-    n = min(batches * spec["batch"], spec["train"])  # at most the tutorial's epoch
-    n_val = round(n * spec["val"] / spec["train"]) if validate else 0
+    n, n_val = sizes(spec, batches, validate)
     validation = (x[n : n + n_val], y[n : n + n_val]) if validate else None
     model = build(name, keras)
     times: list[float] = []
@@ -170,8 +176,7 @@ def main(argv: list[str] | None = None) -> dict:
     for name in args.models.split(","):
         spec = TUTORIALS[name]
         reviews = encode(corpus.token_ids, corpus.offsets, spec["vocab"], spec["oov"])
-        n = min(args.batches * spec["batch"], spec["train"])
-        picked = order[: n + (round(n * spec["val"] / spec["train"]) if args.validate else 0)]
+        picked = order[: sum(sizes(spec, args.batches, args.validate))]
         x = inputs([reviews[i] for i in picked], spec)
         y = corpus.labels[picked].astype(np.float32)
         keras.utils.set_random_seed(0)
