@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from lightning_sentiment.models.recurrent import lstm_steps, recurrent_dropout_mask
+
 
 def left_align(tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Move real tokens (id != 0) to the front of each row, keeping their order.
@@ -78,6 +80,8 @@ class LSTMClassifier(nn.Module):
     differently every epoch. Evaluation is unchanged. Chosen on validation (README).
     `word_dropout`: in training, that share of the tokens has its whole embedding
     zeroed (and the rest scaled up), so the model cannot lean on single words.
+    `recurrent_dropout`: Keras' (one mask a sequence on the state entering the recurrent
+    matrix). Training then runs the LSTM a step at a time (`recurrent.py`): slower.
     """
 
     def __init__(
@@ -98,6 +102,7 @@ class LSTMClassifier(nn.Module):
         word_dropout: float = 0.0,
         shifted_eval: bool = False,
         random_offsets: bool = False,
+        recurrent_dropout: float = 0.0,
     ) -> None:
         super().__init__()
         if pooling not in ("last", "max", "mean"):
@@ -108,9 +113,11 @@ class LSTMClassifier(nn.Module):
             raise ValueError(f"chunk={chunk} needs pooling max or mean and a size >= 1")
         if not 0.0 <= word_dropout < 1.0:
             raise ValueError(f"word_dropout={word_dropout} must lie in [0, 1)")
+        if not 0.0 <= recurrent_dropout < 1.0:
+            raise ValueError(f"recurrent_dropout={recurrent_dropout} must lie in [0, 1)")
         self.pooling, self.bidirectional, self.keras_bias = pooling, bidirectional, keras_bias
         self.chunk, self.word_dropout, self.shifted_eval = chunk, word_dropout, shifted_eval
-        self.random_offsets = random_offsets
+        self.random_offsets, self.recurrent_dropout = random_offsets, recurrent_dropout
         self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
         sizes = [embed_dim] + [hidden_dim * (2 if bidirectional else 1)] * (num_layers - 1)
         # keras_bias: one bias per gate as in Keras (torch has two), so parameter counts
@@ -189,15 +196,22 @@ class LSTMClassifier(nn.Module):
         for i, fwd in enumerate(self.forward_layers):
             if ones is not None:
                 h = torch.cat([h, ones], dim=-1)
-            out, _ = fwd(h)  # (B, T, H)
+            out = self._run(fwd, h)  # (B, T, H)
             if self.bidirectional:
-                back, _ = self.backward_layers[i](reverse_within(h, lengths))
+                back = self._run(self.backward_layers[i], reverse_within(h, lengths))
                 out = torch.cat([out, reverse_within(back, lengths)], dim=-1)  # (B, T, 2H)
             h = self.dropout(out) if i + 1 < len(self.forward_layers) else out
         pooled = self._pool(h, lengths)  # (B, F), or (S, F) a segment
         if self.chunk is not None:
             pooled = self._merge_segments(pooled, lengths, slots, batch, n)
         return pooled
+
+    def _run(self, layer: nn.LSTM, x: torch.Tensor) -> torch.Tensor:
+        """One LSTM layer over x (B, T, I) -> (B, T, H): the fused kernel, or the
+        step-by-step loop when training with recurrent dropout."""
+        if self.training and self.recurrent_dropout > 0:
+            return lstm_steps(layer, x, recurrent_dropout_mask(x, layer.hidden_size, self.recurrent_dropout))
+        return layer(x)[0]
 
     def _merge_segments(
         self, pooled: torch.Tensor, lengths: torch.Tensor, slots: torch.Tensor, batch: int, n: int
