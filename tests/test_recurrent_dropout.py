@@ -1,11 +1,10 @@
-"""Keras' recurrent dropout: the step-by-step LSTM and its use in training only."""
+"""Dropout inside the LSTM: Keras' recurrent dropout (step by step) and weight drop."""
 
 import pytest
 import torch
 from torch import nn
 
-from lightning_sentiment.models import LSTMClassifier
-from lightning_sentiment.models import lstm as lstm_module
+from lightning_sentiment.models import LSTMClassifier, recurrent
 from lightning_sentiment.models.recurrent import lstm_steps, recurrent_dropout_mask
 from lightning_sentiment.pipeline import train
 
@@ -67,7 +66,7 @@ def test_recurrent_dropout_acts_in_training_only(bidirectional, monkeypatch):
         masks.append(recurrent_dropout_mask(x, hidden, p))
         return masks[-1]
 
-    monkeypatch.setattr(lstm_module, "recurrent_dropout_mask", recording)
+    monkeypatch.setattr(recurrent, "recurrent_dropout_mask", recording)
     kwargs = dict(
         pooling="max", dropout=0.0, num_layers=2, bidirectional=bidirectional, chunk=4, keras_bias=True
     )
@@ -85,9 +84,47 @@ def test_recurrent_dropout_acts_in_training_only(bidirectional, monkeypatch):
     assert all(layer.weight_hh_l0.grad.abs().sum() > 0 for layer in net.forward_layers)
 
 
-def test_recurrent_dropout_argument_is_checked():
-    with pytest.raises(ValueError, match="recurrent_dropout=1.0"):
-        LSTMClassifier(10, 4, 4, recurrent_dropout=1.0)
+@pytest.mark.parametrize("recurrent_dropout", [0.0, 0.3])
+def test_weight_dropout_drops_recurrent_weights_once_a_batch(monkeypatch, recurrent_dropout):
+    """Training uses a dropped copy of each recurrent matrix, the same at every step;
+    the gradient reaches the kept entries only; evaluation reads the whole matrix."""
+    torch.manual_seed(0)
+    drawn, draw = [], recurrent.dropped_weight
+
+    def recording(weight, p):
+        drawn.append(draw(weight, p))
+        return drawn[-1]
+
+    monkeypatch.setattr(recurrent, "dropped_weight", recording)
+    net = LSTMClassifier(
+        20, 6, 5, pooling="max", dropout=0.0, weight_dropout=0.5, recurrent_dropout=recurrent_dropout
+    )
+    tokens = torch.randint(1, 20, (6, 11))
+    with torch.no_grad():
+        whole = net.eval()(tokens)
+    torch.manual_seed(1)
+    trained = net.train()(tokens)
+    (weight,) = drawn  # one layer, one draw
+    original = net.forward_layers[0].weight_hh_l0
+    kept = weight != 0
+    assert 0.4 < 1 - kept.float().mean() < 0.6
+    torch.testing.assert_close(weight[kept], 2 * original[kept])
+    copy = LSTMClassifier(20, 6, 5, pooling="max", dropout=0.0, recurrent_dropout=recurrent_dropout)
+    copy.load_state_dict(net.state_dict())
+    with torch.no_grad():
+        copy.forward_layers[0].weight_hh_l0.copy_(weight)
+    torch.manual_seed(1)
+    draw(weight, 0.5)  # the random numbers the weight's draw took: the same recurrent mask next
+    torch.testing.assert_close(trained, copy.train()(tokens))
+    assert not torch.allclose(trained, whole)
+    trained.sum().backward()
+    assert (original.grad[~kept] == 0).all() and original.grad[kept].abs().sum() > 0
+
+
+def test_dropout_arguments_are_checked():
+    for name in ("recurrent_dropout", "weight_dropout"):
+        with pytest.raises(ValueError, match=f"{name}=1.0"):
+            LSTMClassifier(10, 4, 4, **{name: 1.0})
 
 
 def test_the_tutorial_lstm_trains_with_recurrent_dropout(train_cfg):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lightning_sentiment.models.recurrent import lstm_steps, recurrent_dropout_mask
+from lightning_sentiment.models.recurrent import train_lstm
 
 
 def left_align(tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -82,6 +82,8 @@ class LSTMClassifier(nn.Module):
     zeroed (and the rest scaled up), so the model cannot lean on single words.
     `recurrent_dropout`: Keras' (one mask a sequence on the state entering the recurrent
     matrix). Training then runs the LSTM a step at a time (`recurrent.py`): slower.
+    `weight_dropout`: AWD-LSTM's weight drop, that share of each recurrent matrix's
+    entries dropped, a fresh draw each training batch; the fused kernel still runs.
     """
 
     def __init__(
@@ -103,6 +105,7 @@ class LSTMClassifier(nn.Module):
         shifted_eval: bool = False,
         random_offsets: bool = False,
         recurrent_dropout: float = 0.0,
+        weight_dropout: float = 0.0,
     ) -> None:
         super().__init__()
         if pooling not in ("last", "max", "mean"):
@@ -111,13 +114,18 @@ class LSTMClassifier(nn.Module):
             raise ValueError(f"init={init} is not allowed: use torch or keras")
         if chunk is not None and (chunk < 1 or pooling == "last"):
             raise ValueError(f"chunk={chunk} needs pooling max or mean and a size >= 1")
-        if not 0.0 <= word_dropout < 1.0:
-            raise ValueError(f"word_dropout={word_dropout} must lie in [0, 1)")
-        if not 0.0 <= recurrent_dropout < 1.0:
-            raise ValueError(f"recurrent_dropout={recurrent_dropout} must lie in [0, 1)")
+        shares = {
+            "word_dropout": word_dropout,
+            "recurrent_dropout": recurrent_dropout,
+            "weight_dropout": weight_dropout,
+        }
+        for name, share in shares.items():
+            if not 0.0 <= share < 1.0:
+                raise ValueError(f"{name}={share} must lie in [0, 1)")
         self.pooling, self.bidirectional, self.keras_bias = pooling, bidirectional, keras_bias
         self.chunk, self.word_dropout, self.shifted_eval = chunk, word_dropout, shifted_eval
-        self.random_offsets, self.recurrent_dropout = random_offsets, recurrent_dropout
+        self.random_offsets = random_offsets
+        self.recurrent_dropout, self.weight_dropout = recurrent_dropout, weight_dropout
         self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
         sizes = [embed_dim] + [hidden_dim * (2 if bidirectional else 1)] * (num_layers - 1)
         # keras_bias: one bias per gate as in Keras (torch has two), so parameter counts
@@ -207,10 +215,9 @@ class LSTMClassifier(nn.Module):
         return pooled
 
     def _run(self, layer: nn.LSTM, x: torch.Tensor) -> torch.Tensor:
-        """One LSTM layer over x (B, T, I) -> (B, T, H): the fused kernel, or the
-        step-by-step loop when training with recurrent dropout."""
-        if self.training and self.recurrent_dropout > 0:
-            return lstm_steps(layer, x, recurrent_dropout_mask(x, layer.hidden_size, self.recurrent_dropout))
+        """One LSTM layer over x (B, T, I) -> (B, T, H), with its dropouts in training."""
+        if self.training:
+            return train_lstm(layer, x, self.recurrent_dropout, self.weight_dropout)
         return layer(x)[0]
 
     def _merge_segments(
