@@ -45,6 +45,22 @@ def test_cuda_lstm_equals_cpu(bidirectional, pooling, padding):
     )
 
 
+@pytest.mark.parametrize("dropout", ["recurrent_dropout", "weight_dropout"])
+def test_cuda_lstm_dropouts_train(dropout):
+    """Both LSTM dropouts train on cuDNN; evaluation stays the plain fused LSTM's."""
+    torch.manual_seed(0)
+    net = LSTMClassifier(50, 16, 12, pooling="max", dropout=0.0, **{dropout: 0.5}).cuda()
+    plain = LSTMClassifier(50, 16, 12, pooling="max", dropout=0.0).cuda()
+    plain.load_state_dict(net.state_dict())
+    tokens = _batch("pre").cuda()
+    trained = net.train()(tokens)
+    trained.sum().backward()
+    assert torch.isfinite(trained).all() and net.forward_layers[0].weight_hh_l0.grad.abs().sum() > 0
+    with torch.no_grad():
+        torch.testing.assert_close(net.eval()(tokens), plain.eval()(tokens))
+        assert not torch.allclose(trained, plain.eval()(tokens))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("model", ["bilstm", "mlp"])
 def test_train_on_gpu_mixed_precision(train_cfg, model):
