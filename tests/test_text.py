@@ -24,6 +24,31 @@ def test_corpus_tokenization_equals_single_review():
     assert corpus[1] == [] and corpus[2][0].decode() == "ünïcode"
 
 
+def _reference_tokens(text: str) -> list[str]:
+    """Keras' order, on str: lowercase, <br /> to a space, filters to spaces, split."""
+    text = text.lower().replace("<br />", " ").replace("<br/>", " ").replace("<br>", " ")
+    return text.translate(str.maketrans(KERAS_FILTERS, " " * len(KERAS_FILTERS))).split(" ")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "PLAIN ASCII Review<BR />With A Break",
+        "Mixed ÉTÉ and ASCII CAPS, Straße",
+        "Greek ΟΔΥΣΣΕΥΣ. Kelvin \u212a and İstanbul",
+        "ÀÉÎÕÜ<Br/>çà",
+    ],
+)
+def test_lowercasing_on_bytes_equals_str_lower(text):
+    # ASCII letters are lowered on bytes, the rest by str.lower: the same tokens as
+    # lowering the whole str first, in one review and across a corpus.
+    expected = [w for w in _reference_tokens(text) if w]
+    tok = Tokenizer()
+    assert tok.tokenize(text) == expected
+    corpus = tok.tokenize_corpus(["ASCII ONLY", text])
+    assert [w.decode() for w in corpus[1]] == expected
+
+
 def test_conf_filters_equal_keras_defaults():
     from omegaconf import OmegaConf
 
