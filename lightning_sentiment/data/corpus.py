@@ -12,15 +12,14 @@ import hashlib
 import json
 import logging
 import time
-from collections import defaultdict
 from dataclasses import dataclass
-from itertools import chain, count
 from pathlib import Path
 
 import numpy as np
 
 from lightning_sentiment.atomic import atomic_path
 from lightning_sentiment.data.imdb import read_reviews
+from lightning_sentiment.data.parallel import parallel_tokenize_ids
 from lightning_sentiment.data.text import Tokenizer
 
 log = logging.getLogger(__name__)
@@ -50,18 +49,11 @@ class Corpus:
         return np.diff(self.offsets)
 
 
-def build_corpus(source: Path, tokenizer: Tokenizer) -> Corpus:
-    """Read and tokenize every review of `source`."""
+def build_corpus(source: Path, tokenizer: Tokenizer, workers: int | None = None) -> Corpus:
+    """Read and tokenize every review of `source`, on `workers` processes (default: the
+    usable cores, `parallel.py`)."""
     raw = read_reviews(source)
-    tokens = tokenizer.tokenize_corpus(raw.texts)
-    lengths = np.fromiter(map(len, tokens), dtype=np.int64, count=len(tokens))
-    # First-seen ids through a defaultdict: ~10x faster than np.unique on strings.
-    first_seen = defaultdict(count().__next__)
-    ids = np.fromiter(
-        map(first_seen.__getitem__, chain.from_iterable(tokens)),
-        dtype=np.int32,
-        count=int(lengths.sum()),
-    )
+    first_seen, ids, lengths = parallel_tokenize_ids(raw.texts, tokenizer, workers)
     words = [w.decode() for w in first_seen]
     alphabetical = np.argsort(np.array(words, dtype=object), kind="stable")
     rank = np.empty_like(alphabetical)
