@@ -79,3 +79,24 @@ def test_archive_corpus_is_the_same_on_one_or_several_processes(tiny_archive, mo
     three = corpus.build_corpus(tiny_archive, Tokenizer(), workers=3)
     assert one.words == three.words
     assert np.array_equal(one.token_ids, three.token_ids) and np.array_equal(one.offsets, three.offsets)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_datamodule_tokenizes_on_as_many_processes_as_torch_threads(threads, tiny_archive, tmp_path, monkeypatch):
+    import torch
+
+    from lightning_sentiment.data import SentimentDataModule
+
+    monkeypatch.setattr(parallel, "MIN_REVIEWS_A_WORKER", 10)
+    started = []
+    real_start = parallel._start
+    monkeypatch.setattr(parallel, "_start", lambda *a: started.append(1) or real_start(*a))
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)  # what train.py sets from `threads` (sweep jobs split the cores)
+    try:
+        dm = SentimentDataModule(data_dir=str(tmp_path), archive=str(tiny_archive), vocab_size=50)
+        dm.setup("fit")
+    finally:
+        torch.set_num_threads(before)
+    assert len(started) == threads - 1
+    assert len(dm.corpus) == 160

@@ -124,10 +124,12 @@ def load_corpus(path: Path) -> Corpus:
     return corpus
 
 
-def load_or_build(source: Path, tokenizer: Tokenizer, cache_dir: Path | None) -> Corpus:
-    """The corpus from cache when valid, else tokenized (and cached)."""
+def load_or_build(
+    source: Path, tokenizer: Tokenizer, cache_dir: Path | None, workers: int | None = None
+) -> Corpus:
+    """The corpus from cache when valid, else tokenized (and cached) on `workers` processes."""
     if cache_dir is None:
-        return build_corpus(source, tokenizer)
+        return build_corpus(source, tokenizer, workers)
     path = cache_path(Path(cache_dir), source, tokenizer)
     if path.exists():
         try:
@@ -135,7 +137,7 @@ def load_or_build(source: Path, tokenizer: Tokenizer, cache_dir: Path | None) ->
         except ValueError as err:
             log.warning("%s; rebuilding it", err)
     start = time.perf_counter()
-    corpus = build_corpus(source, tokenizer)
+    corpus = build_corpus(source, tokenizer, workers)
     save_corpus(corpus, path)
     log.info("Tokenized %d reviews in %.1f s, cached at %s", len(corpus), time.perf_counter() - start, path)
     return corpus

@@ -91,7 +91,9 @@ class SentimentDataModule(pl.LightningDataModule):
     def prepare_data(self) -> None:
         """Download and tokenize once (rank 0); the result is cached on disk."""
         if self.corpus is None:
-            self.corpus = load_or_build(self.source(), self.tokenizer, self._cache_dir())
+            # as many tokenizing processes as torch threads: sweep jobs split the cores
+            workers = torch.get_num_threads()
+            self.corpus = load_or_build(self.source(), self.tokenizer, self._cache_dir(), workers)
 
     def setup(self, stage: str | None = None) -> None:
         """Split, build the vocabulary from the training reviews, encode. Safe to call twice."""

@@ -46,7 +46,12 @@ def tokenize_ids(texts: Sequence[str], tokenizer: Tokenizer) -> tuple[list[bytes
 
 
 def default_workers() -> int:
-    return max(1, min(len(os.sched_getaffinity(0)), MAX_WORKERS))
+    """The cores this process may use (all of them where affinity is unknown), at most 8."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, MAX_WORKERS))
 
 
 def parallel_tokenize_ids(
