@@ -82,7 +82,7 @@ def test_archive_corpus_is_the_same_on_one_or_several_processes(tiny_archive, mo
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-def test_datamodule_tokenizes_on_as_many_processes_as_torch_threads(threads, tiny_archive, tmp_path, monkeypatch):
+def test_datamodule_tokenizes_on_as_many_processes_as_threads(threads, tiny_archive, tmp_path, monkeypatch):
     import torch
 
     from lightning_sentiment.data import SentimentDataModule
