@@ -100,3 +100,14 @@ def test_datamodule_tokenizes_on_as_many_processes_as_threads(threads, tiny_arch
         torch.set_num_threads(before)
     assert len(started) == threads - 1
     assert len(dm.corpus) == 160
+
+
+def test_workers_import_this_package_not_one_in_the_working_directory(tmp_path, monkeypatch, caplog):
+    shadow = tmp_path / "lightning_sentiment"  # an old copy of the package where the run starts
+    shadow.mkdir()
+    (shadow / "__init__.py").write_text("raise ImportError('the copy in the working directory')\n")
+    monkeypatch.chdir(tmp_path)
+    with caplog.at_level(logging.WARNING, logger=parallel.__name__):
+        result = parallel.parallel_tokenize_ids(TEXTS, Tokenizer(), workers=2, min_reviews=1)
+    assert _as_tokens(result) == [Tokenizer().tokenize(t) for t in TEXTS]
+    assert "tokenizing its reviews here" not in caplog.text  # the worker ran

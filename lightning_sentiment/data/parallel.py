@@ -2,7 +2,7 @@
 
 Tokens and their ids are Python objects (11.5M of them for IMDB), so one process
 tokenizes at ~4 s on these CPUs whatever numpy does. Each extra slice goes to a fresh
-`python -m lightning_sentiment.data.parallel` through pipes, not `multiprocessing`:
+Python process running `main` below, through pipes, not `multiprocessing`:
 its spawn would re-import the running script (train.py imports Lightning, ~3 s), and
 fork is unsafe once torch's threads run. A worker that fails costs time, not the run:
 its slice is tokenized here instead.
@@ -28,7 +28,12 @@ from lightning_sentiment.data.text import Tokenizer
 log = logging.getLogger(__name__)
 MIN_REVIEWS_A_WORKER = 5_000  # below this a worker's start-up (~0.2 s) costs more than it saves
 MAX_WORKERS = 8
-_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])  # the folder holding lightning_sentiment/
+# The worker imports this very package, first on its path: `-m` would put the working
+# directory first, where another copy of the package may lie.
+_WORKER = (
+    f"import sys; sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r}); "
+    "from lightning_sentiment.data.parallel import main; main()"
+)
 
 
 def tokenize_ids(texts: Sequence[str], tokenizer: Tokenizer) -> tuple[list[bytes], np.ndarray, np.ndarray]:
@@ -76,12 +81,9 @@ def parallel_tokenize_ids(
 
 def _start(texts: Sequence[str], tokenizer: Tokenizer):
     """A worker process fed its slice by a thread (a pipe holds 64 KB), or None."""
-    path = os.pathsep.join(filter(None, [_PACKAGE_ROOT, os.environ.get("PYTHONPATH")]))
-    env = {**os.environ, "PYTHONPATH": path}  # the package also when run from a source tree
     try:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", __name__], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env
-        )
+        pipes = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE}
+        proc = subprocess.Popen([sys.executable, "-c", _WORKER], **pipes)
     except OSError as err:
         log.warning("no tokenizer worker (%s): tokenizing its reviews here", err)
         return None
@@ -132,7 +134,3 @@ def main() -> None:
     settings, texts = pickle.load(sys.stdin.buffer)
     result = tokenize_ids(texts, Tokenizer(**settings))
     sys.stdout.buffer.write(pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
-
-
-if __name__ == "__main__":
-    main()
