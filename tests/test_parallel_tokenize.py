@@ -111,3 +111,24 @@ def test_workers_import_this_package_not_one_in_the_working_directory(tmp_path, 
         result = parallel.parallel_tokenize_ids(TEXTS, Tokenizer(), workers=2, min_reviews=1)
     assert _as_tokens(result) == [Tokenizer().tokenize(t) for t in TEXTS]
     assert "tokenizing its reviews here" not in caplog.text  # the worker ran
+
+
+def test_an_interrupted_build_leaves_no_worker(monkeypatch):
+    procs = []
+    real_start = parallel._start
+
+    def start(*args):
+        job = real_start(*args)
+        procs.append(job[0])
+        return job
+
+    def interrupted(texts, tokenizer):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(parallel, "_start", start)
+    monkeypatch.setattr(parallel, "tokenize_ids", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        parallel.parallel_tokenize_ids(TEXTS, Tokenizer(), workers=3, min_reviews=1)
+    assert len(procs) == 2
+    assert all(proc.wait(timeout=10) is not None for proc in procs)  # killed (or done), not left running
+    assert all(proc.returncode != 0 for proc in procs)

@@ -74,8 +74,13 @@ def parallel_tokenize_ids(
     bounds = np.linspace(0, len(texts), slices + 1).astype(int)
     parts = [texts[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
     started = [_start(part, tokenizer) for part in parts[1:]]  # they work while this process does
-    results = [tokenize_ids(parts[0], tokenizer)]
-    results += [_finish(job, part, tokenizer) for job, part in zip(started, parts[1:], strict=True)]
+    try:
+        results = [tokenize_ids(parts[0], tokenizer)]
+        results += [_finish(job, part, tokenizer) for job, part in zip(started, parts[1:], strict=True)]
+    except BaseException:  # Ctrl-C, or an error here: no worker outlives the build
+        for job in filter(None, started):
+            job[0].kill()
+        raise
     return _merge(results)
 
 
