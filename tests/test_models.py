@@ -257,7 +257,7 @@ def test_mlp_dense_and_bag_paths_agree(weighting, monkeypatch):
     torch.testing.assert_close(grads[0][1], grads[1][1])
 
 
-@pytest.mark.parametrize("vocab_size", [40, 2**30])  # int32 keys, then int64 (B * V >= 2**31)
+@pytest.mark.parametrize("vocab_size", [40, 2**32])  # sorted as int32, then as int64
 def test_flat_ids_lists_each_rows_ids(vocab_size):
     torch.manual_seed(0)
     tokens = torch.randint(0, 40, (4, 30))
@@ -270,6 +270,13 @@ def test_flat_ids_lists_each_rows_ids(vocab_size):
     ids, rows, counts = flat_ids(tokens, vocab_size, distinct=False)
     assert ids.tolist() == tokens[tokens > 0].tolist()  # every occurrence, row after row
     assert rows.tolist() == sum(([r] * int((row > 0).sum()) for r, row in enumerate(tokens)), [])
+
+
+def test_sort_rows_keeps_ids_beyond_int32():
+    """Rows are sorted as int32 where the vocabulary fits, as int64 beyond it."""
+    tokens = torch.tensor([[2**33 + 1, 5, 0], [7, 2**32, 7]])
+    assert mlp_module.sort_rows(tokens, 2**34).tolist() == [[0, 5, 2**33 + 1], [7, 7, 2**32]]
+    assert mlp_module.sort_rows(tokens[:, 1:2], 40).dtype == np.int32
 
 
 def test_flat_ids_rejects_ids_beyond_the_vocabulary():
@@ -294,12 +301,12 @@ def test_distinct_rows_are_only_flattened_and_give_the_same_ids(padding, monkeyp
     assert not mlp_module.rows_distinct(torch.tensor([[1, 2, 3], [0, 4, 4]]))  # only a later row repeats
     expected = flat_ids(raw, 40, distinct=True)
     sorts = []
-    real_sort = torch.Tensor.sort
-    monkeypatch.setattr(
-        torch.Tensor, "sort", lambda self, *a, **k: sorts.append(1) or real_sort(self, *a, **k)
-    )
+    real_sort = mlp_module.sort_rows
+    monkeypatch.setattr(mlp_module, "sort_rows", lambda *a: sorts.append(1) or real_sort(*a))
+    assert torch.equal(flat_ids(raw, 40, distinct=True)[0], expected[0])
+    assert sorts == [1]  # the patch sees the sort of rows that are not distinct
     got = flat_ids(distinct, 40, distinct=True)
-    assert sorts == []  # flattened, not sorted
+    assert sorts == [1]  # flattened, not sorted
     for a, b in zip(got, expected, strict=True):
         assert torch.equal(a, b)
 
