@@ -280,7 +280,8 @@ def test_sort_rows_keeps_ids_beyond_int32():
 
 
 def test_flat_ids_rejects_ids_beyond_the_vocabulary():
-    """Row r's key for id V + 1 would be row r + 1's for id 1: refused instead."""
+    """An id beyond the vocabulary is refused by name, not left to an index error deep
+    in the bag (or to wrap around in the int32 sort)."""
     with pytest.raises(IndexError, match="token id 41 is out of range for a vocabulary of 40"):
         flat_ids(torch.tensor([[3, 41], [1, 2]]), 40, distinct=True)
 
