@@ -38,10 +38,8 @@ def test_every_model_and_trainer_instantiates(train_cfg, model, trainer):
         assert (module.net.shifted_eval, module.net.random_offsets) == (True, True)
         assert module.hparams.scheduler["patience"] == 1
         if model == "bilstm":  # 512 a direction over 512-wide embeddings (README, Results)
-            assert (module.net.embedding.embedding_dim, module.net.forward_layers[0].hidden_size) == (
-                512,
-                512,
-            )
+            widths = (module.net.embedding.embedding_dim, module.net.forward_layers[0].hidden_size)
+            assert widths == (512, 512)
     if model == "mlp":
         assert cfg.data.max_len is None  # a bag of words reads whole reviews
     if trainer == "gpu" and not torch.cuda.is_available():
