@@ -42,6 +42,7 @@ from lightning_sentiment.pipeline import (  # noqa: E402
     configure_threads,
     instantiate_callbacks,
     instantiate_loggers,
+    native_bf16,
 )
 from lightning_sentiment.predict import SentimentPredictor  # noqa: E402
 
@@ -58,6 +59,7 @@ def machine() -> dict:
         "torch": torch.__version__,
         "platform": platform.platform(),
         "device": "cpu",
+        "native_bf16": native_bf16(),  # trainer=cpu_bf16 pays off only where true
     }
     if torch.cuda.is_available():
         info["device"] = torch.cuda.get_device_name(0)

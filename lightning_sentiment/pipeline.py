@@ -86,6 +86,7 @@ def _train(cfg: DictConfig) -> dict:
     trainer = instantiate(
         cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()]
     )
+    warn_if_emulated_bf16(trainer)
 
     metrics: dict = {"status": "completed"}
     if cfg.get("train", True):
@@ -146,6 +147,23 @@ def configure_threads(threads: int | None) -> int:
         threads = max(1, cores // jobs)
     torch.set_num_threads(threads)
     return threads
+
+
+def native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 in hardware (AVX512_BF16 or AMX)."""
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # torch.cpu, private
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+
+
+def warn_if_emulated_bf16(trainer: pl.Trainer) -> None:
+    """bf16 on a CPU without it in hardware is emulated: slower than fp32, not faster."""
+    bf16 = str(trainer.precision).startswith("bf16")
+    if bf16 and trainer.strategy.root_device.type == "cpu" and not native_bf16():
+        log.warning(
+            "precision %s on a CPU without native bf16 (AVX512_BF16 or AMX) is emulated and "
+            "slower than fp32: use trainer=cpu (32-true) on this machine",
+            trainer.precision,
+        )
 
 
 def relaunch_ddp_children_as_this_job() -> None:

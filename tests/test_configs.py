@@ -16,7 +16,7 @@ TRAINERS = sorted(p.stem for p in (CONF / "trainer").glob("*.yaml"))
 
 def test_config_groups_are_the_documented_ones():
     assert MODELS == ["bilstm", "lstm", "mlp"]
-    assert TRAINERS == ["cpu", "ddp", "default", "gpu"]
+    assert TRAINERS == ["cpu", "cpu_bf16", "ddp", "default", "gpu"]
 
 
 @pytest.mark.parametrize("model", MODELS)
@@ -45,6 +45,8 @@ def test_every_model_and_trainer_instantiates(train_cfg, model, trainer):
     if trainer == "gpu" and not torch.cuda.is_available():
         assert cfg.trainer.accelerator == "gpu"
         pytest.skip("trainer=gpu composes; instantiating it needs a GPU")
+    if trainer == "cpu_bf16":  # fp32 weights, bf16 autocast (README, Performance)
+        assert (cfg.trainer.accelerator, cfg.trainer.precision) == ("cpu", "bf16-mixed")
     if trainer == "ddp":
         assert cfg.trainer.strategy == "ddp" and not cfg.trainer.use_distributed_sampler
         cfg.trainer.accelerator = "cpu"

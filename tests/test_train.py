@@ -1,4 +1,6 @@
 import json
+import logging
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -44,6 +46,33 @@ def test_train_lstms_end_to_end(train_cfg, model):
     state = ckpt["SentimentDataModule"]
     assert state["vocab"]["words"][:2] == ["<pad>", "<unk>"] and state["preprocessing"]["max_len"] == 40
     assert ckpt["hyper_parameters"]["net"]["bidirectional"] == (model == "bilstm")
+
+
+@pytest.mark.parametrize("model", ["lstm", "mlp"])
+def test_cpu_bf16_trains_and_keeps_fp32_weights(train_cfg, model):
+    cfg = train_cfg([f"model={model}", "trainer=cpu_bf16", "trainer.max_epochs=1"])
+    metrics = run_and_check(cfg)
+    state = torch.load(metrics["best_model_path"], weights_only=False)["state_dict"]
+    # autocast computes in bf16; the weights, and so the checkpoint, stay fp32
+    assert {t.dtype for t in state.values() if t.is_floating_point()} == {torch.float32}
+    assert math.isfinite(metrics["test/loss"]) and metrics["test/loss"] < 5
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_bf16_on_a_cpu_without_it_warns_in_one_line(native, monkeypatch, caplog):
+    from lightning_sentiment import pipeline
+    from tests.helpers import quiet_trainer
+
+    monkeypatch.setattr(pipeline, "native_bf16", lambda: native)
+    with caplog.at_level(logging.WARNING, logger=pipeline.__name__):
+        pipeline.warn_if_emulated_bf16(quiet_trainer(precision="bf16-mixed"))
+        pipeline.warn_if_emulated_bf16(quiet_trainer(precision="32-true"))
+    warnings = [r.getMessage() for r in caplog.records]
+    if native:
+        assert warnings == []
+    else:
+        assert len(warnings) == 1 and "\n" not in warnings[0]
+        assert "bf16-mixed" in warnings[0] and "trainer=cpu" in warnings[0]
 
 
 @pytest.mark.slow
