@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import statistics
 import sys
 import time
 import warnings
@@ -93,6 +94,8 @@ def _train(cfg: DictConfig) -> dict:
         metrics |= _fit(trainer, model, datamodule, ckpt_path, output_dir)
     best = _best_checkpoint(trainer)
     metrics["history"] = sorted_history(model)  # per-epoch train/val figures (curves.png)
+    if seconds := [row["seconds"] for row in metrics["history"] if "seconds" in row]:
+        metrics["epoch_seconds"] = round(statistics.median(seconds), 3)  # first epoch's warm-up aside
     if cfg.get("test", True):
         tested = best or (None if cfg.get("train", True) else ckpt_path)
         metrics |= _test(trainer, model, datamodule, tested, output_dir)

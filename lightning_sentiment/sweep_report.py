@@ -21,7 +21,7 @@ from hydra.experimental.callback import Callback
 
 from lightning_sentiment.atomic import atomic_write_text
 
-COLUMNS = ("job", "overrides", "val/acc_best", "test/acc", "epochs", "fit_seconds", "status")
+COLUMNS = ("job", "overrides", "val/acc_best", "test/acc", "epochs", "fit_seconds", "epoch_seconds", "status")
 
 
 def collect(sweep_dir: Path) -> list[dict]:
@@ -39,6 +39,7 @@ def collect(sweep_dir: Path) -> list[dict]:
                 "test/acc": metrics.get("test/acc"),
                 "epochs": metrics.get("epochs"),
                 "fit_seconds": metrics.get("fit_seconds"),
+                "epoch_seconds": metrics.get("epoch_seconds"),
                 "status": metrics.get("status", "failed"),
             }
         )

@@ -73,6 +73,8 @@ def test_two_job_multirun_with_a_failing_job(tmp_path, tiny_archive):
     rows = list(csv.DictReader((tmp_path / "sweep" / "summary.csv").open()))
     assert [r["status"] for r in rows] == ["completed", "failed"]
     assert rows[0]["job"] == "0" and float(rows[0]["val/acc_best"]) > 0.5
+    assert 0 < float(rows[0]["epoch_seconds"]) < float(rows[0]["fit_seconds"])
+    assert rows[1]["epoch_seconds"] == ""  # the failed job has no metrics
     assert "data.max_len=-5" in rows[1]["overrides"]
     assert json.loads((tmp_path / "sweep" / "1" / "metrics.json").read_text())["error"].startswith(
         "data.max_len=-5"

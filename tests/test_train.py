@@ -107,6 +107,10 @@ def test_untested_run_still_leaves_its_curves(train_cfg):
     out = Path(cfg.paths.output_dir)
     assert "test/acc" not in metrics and len(metrics["history"]) == 2
     assert (out / "curves.png").stat().st_size > 1000
+    # each epoch's own time (training, validation, checkpoints), without fit's setup
+    seconds = [row["seconds"] for row in metrics["history"]]
+    assert all(s > 0 for s in seconds) and sum(seconds) < metrics["fit_seconds"]
+    assert metrics["epoch_seconds"] == pytest.approx(sum(seconds) / 2, abs=1e-3)  # median of two
     assert not (out / "confusion_matrix.png").exists() and not (out / "test_predictions.csv").exists()
 
 
