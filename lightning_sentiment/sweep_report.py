@@ -21,7 +21,8 @@ from hydra.experimental.callback import Callback
 
 from lightning_sentiment.atomic import atomic_write_text
 
-COLUMNS = ("job", "overrides", "val/acc_best", "test/acc", "epochs", "fit_seconds", "epoch_seconds", "status")
+FIGURES = ("val/acc_best", "test/acc", "epochs", "fit_seconds", "epoch_seconds")  # from metrics.json
+COLUMNS = ("job", "overrides", *FIGURES, "status")
 
 
 def collect(sweep_dir: Path) -> list[dict]:
@@ -35,11 +36,7 @@ def collect(sweep_dir: Path) -> list[dict]:
             {
                 "job": job.name,
                 "overrides": " ".join(o for o in overrides if not o.startswith("hydra")),
-                "val/acc_best": metrics.get("val/acc_best"),
-                "test/acc": metrics.get("test/acc"),
-                "epochs": metrics.get("epochs"),
-                "fit_seconds": metrics.get("fit_seconds"),
-                "epoch_seconds": metrics.get("epoch_seconds"),
+                **{name: metrics.get(name) for name in FIGURES},
                 "status": metrics.get("status", "failed"),
             }
         )
