@@ -26,7 +26,7 @@ def test_left_align_and_reverse_within():
 
 
 @pytest.mark.parametrize("bidirectional", [False, True])
-@pytest.mark.parametrize("pooling", ["last", "max", "mean"])
+@pytest.mark.parametrize("pooling", ["last", "max", "mean", "max_mean"])
 @pytest.mark.parametrize("keras_bias", [False, True])
 def test_lstm_padding_invariance(bidirectional, pooling, keras_bias):
     torch.manual_seed(0)
@@ -52,7 +52,7 @@ def test_lstm_padding_invariance(bidirectional, pooling, keras_bias):
 
 
 @pytest.mark.parametrize("bidirectional", [False, True])
-@pytest.mark.parametrize("pooling", ["max", "mean"])
+@pytest.mark.parametrize("pooling", ["max", "mean", "max_mean"])
 def test_chunked_lstm_pools_independent_segments(bidirectional, pooling):
     """chunk=3: each review is read as segments of 3 tokens, each from a fresh state, and
     the review's features are the segments' features pooled as one sequence."""
@@ -73,7 +73,11 @@ def test_chunked_lstm_pools_independent_segments(bidirectional, pooling):
         net.chunk = None
         net(torch.stack([review[:3], review[3:6], torch.tensor([review[6], 0, 0])]))
     segments, lengths = features[-1], torch.tensor([3.0, 3.0, 1.0])
-    expected = segments.amax(0) if pooling == "max" else (segments * lengths[:, None]).sum(0) / 7
+    if pooling == "max_mean":  # each segment's [max, mean]: maxes of maxes, length-weighted means
+        high, mean = segments.chunk(2, dim=1)
+        expected = torch.cat([high.amax(0), (mean * lengths[:, None]).sum(0) / 7])
+    else:
+        expected = segments.amax(0) if pooling == "max" else (segments * lengths[:, None]).sum(0) / 7
     torch.testing.assert_close(features[2][2], expected, rtol=1e-5, atol=1e-6)
     assert not torch.allclose(chunked, whole)
 
@@ -141,7 +145,7 @@ def test_random_offsets_move_segment_boundaries_in_training_only():
 
 
 def test_chunk_and_word_dropout_arguments_are_checked():
-    with pytest.raises(ValueError, match="chunk=4 needs pooling max or mean"):
+    with pytest.raises(ValueError, match="chunk=4 needs pooling max, mean or max_mean"):
         LSTMClassifier(10, 4, 4, pooling="last", chunk=4)
     with pytest.raises(ValueError, match="word_dropout=1.0"):
         LSTMClassifier(10, 4, 4, word_dropout=1.0)

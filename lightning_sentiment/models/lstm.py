@@ -61,6 +61,9 @@ def split_segments(
     return grid[slots], seg_lengths[slots], slots, n
 
 
+POOLINGS = ("last", "max", "mean", "max_mean")
+
+
 class LSTMClassifier(nn.Module):
     """A padding-invariant (bi)LSTM: the same review gives the same logit however padded.
 
@@ -108,12 +111,12 @@ class LSTMClassifier(nn.Module):
         weight_dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        if pooling not in ("last", "max", "mean"):
-            raise ValueError(f"pooling={pooling} is not allowed: use last, max or mean")
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling={pooling} is not allowed: use {', '.join(POOLINGS)}")
         if init not in ("torch", "keras"):
             raise ValueError(f"init={init} is not allowed: use torch or keras")
         if chunk is not None and (chunk < 1 or pooling == "last"):
-            raise ValueError(f"chunk={chunk} needs pooling max or mean and a size >= 1")
+            raise ValueError(f"chunk={chunk} needs pooling max, mean or max_mean and a size >= 1")
         shares = {
             "word_dropout": word_dropout,
             "recurrent_dropout": recurrent_dropout,
@@ -139,7 +142,8 @@ class LSTMClassifier(nn.Module):
         self.backward_layers = nn.ModuleList(lstm(s) for s in (sizes if bidirectional else []))
         self.dropout = nn.Dropout(dropout)  # on the embeddings and between LSTM layers
         self.output_dropout = nn.Dropout(dropout if output_dropout is None else output_dropout)
-        features = hidden_dim * (2 if bidirectional else 1)
+        # max_mean: both poolings side by side, twice the features
+        features = hidden_dim * (2 if bidirectional else 1) * (2 if pooling == "max_mean" else 1)
         head: list[nn.Module] = []
         if dense_dim:
             head += [nn.Linear(features, dense_dim), nn.ReLU(), self.output_dropout]
@@ -224,7 +228,17 @@ class LSTMClassifier(nn.Module):
         self, pooled: torch.Tensor, lengths: torch.Tensor, slots: torch.Tensor, batch: int, n: int
     ) -> torch.Tensor:
         """Pool the segments' (S, F) into their reviews' (B, F), as if pooled in one piece."""
-        if self.pooling == "max":
+        if self.pooling == "max_mean":  # each half merged its own way
+            high, mean = pooled.chunk(2, dim=1)
+            merge = [self._merge(p, lengths, slots, batch, n, k) for p, k in ((high, "max"), (mean, "mean"))]
+            return torch.cat(merge, dim=1)
+        return self._merge(pooled, lengths, slots, batch, n, self.pooling)
+
+    @staticmethod
+    def _merge(
+        pooled: torch.Tensor, lengths: torch.Tensor, slots: torch.Tensor, batch: int, n: int, kind: str
+    ) -> torch.Tensor:
+        if kind == "max":
             grid = pooled.new_full((batch * n, pooled.shape[1]), float("-inf"))
             return grid.index_copy(0, slots, pooled).view(batch, n, -1).amax(1)
         # mean: weigh each segment's mean by its length
@@ -243,6 +257,9 @@ class LSTMClassifier(nn.Module):
             half = h.shape[-1] // 2  # the backward half has read the review at step 0
             return torch.cat([last[:, :half], h[:, 0, half:]], dim=-1)
         mask = torch.arange(h.shape[1], device=h.device)[None, :] < lengths[:, None]  # (B, T)
-        if self.pooling == "max":
-            return h.masked_fill(~mask[:, :, None], float("-inf")).amax(1)
-        return (h * mask[:, :, None]).sum(1) / lengths[:, None]
+        pooled = []
+        if self.pooling in ("max", "max_mean"):
+            pooled.append(h.masked_fill(~mask[:, :, None], float("-inf")).amax(1))  # (B, F)
+        if self.pooling in ("mean", "max_mean"):
+            pooled.append((h * mask[:, :, None]).sum(1) / lengths[:, None])  # (B, F)
+        return torch.cat(pooled, dim=1) if len(pooled) > 1 else pooled[0]  # (B, F) or (B, 2F)
