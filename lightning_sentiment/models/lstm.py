@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from lightning_sentiment.models.directions import both_directions
 from lightning_sentiment.models.recurrent import train_lstm
 
 
@@ -87,6 +88,9 @@ class LSTMClassifier(nn.Module):
     matrix). Training then runs the LSTM a step at a time (`recurrent.py`): slower.
     `weight_dropout`: AWD-LSTM's weight drop, that share of each recurrent matrix's
     entries dropped, a fresh draw each training batch; the fused kernel still runs.
+    `parallel_directions`: on a CPU, a bidirectional layer runs its two directions on
+    two threads at once (`directions.py`); for small LSTMs, whose kernel a second core
+    does not speed up. Same results.
     """
 
     def __init__(
@@ -109,6 +113,7 @@ class LSTMClassifier(nn.Module):
         random_offsets: bool = False,
         recurrent_dropout: float = 0.0,
         weight_dropout: float = 0.0,
+        parallel_directions: bool = False,
     ) -> None:
         super().__init__()
         if pooling not in POOLINGS:
@@ -129,6 +134,7 @@ class LSTMClassifier(nn.Module):
         self.chunk, self.word_dropout, self.shifted_eval = chunk, word_dropout, shifted_eval
         self.random_offsets = random_offsets
         self.recurrent_dropout, self.weight_dropout = recurrent_dropout, weight_dropout
+        self.parallel_directions = parallel_directions
         self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
         sizes = [embed_dim] + [hidden_dim * (2 if bidirectional else 1)] * (num_layers - 1)
         # keras_bias: one bias per gate as in Keras (torch has two), so parameter counts
@@ -208,10 +214,11 @@ class LSTMClassifier(nn.Module):
         for i, fwd in enumerate(self.forward_layers):
             if ones is not None:
                 h = torch.cat([h, ones], dim=-1)
-            out = self._run(fwd, h)  # (B, T, H)
             if self.bidirectional:
-                back = self._run(self.backward_layers[i], reverse_within(h, lengths))
+                out, back = self._run_both(fwd, self.backward_layers[i], h, reverse_within(h, lengths))
                 out = torch.cat([out, reverse_within(back, lengths)], dim=-1)  # (B, T, 2H)
+            else:
+                out = self._run(fwd, h)  # (B, T, H)
             h = self.dropout(out) if i + 1 < len(self.forward_layers) else out
         pooled = self._pool(h, lengths)  # (B, F), or (S, F) a segment
         if self.chunk is not None:
@@ -223,6 +230,16 @@ class LSTMClassifier(nn.Module):
         if self.training:
             return train_lstm(layer, x, self.recurrent_dropout, self.weight_dropout)
         return layer(x)[0]
+
+    def _run_both(
+        self, fwd: nn.LSTM, bwd: nn.LSTM, x: torch.Tensor, x_reversed: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """A bidirectional layer's two directions, (B, T, H) each; on two CPU threads at
+        once with `parallel_directions` (their dropouts run the layers one by one)."""
+        dropouts = self.training and (self.recurrent_dropout > 0 or self.weight_dropout > 0)
+        if self.parallel_directions and x.device.type == "cpu" and not dropouts:
+            return both_directions(fwd, bwd, x, x_reversed)
+        return self._run(fwd, x), self._run(bwd, x_reversed)
 
     def _merge_segments(
         self, pooled: torch.Tensor, lengths: torch.Tensor, slots: torch.Tensor, batch: int, n: int
