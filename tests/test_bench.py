@@ -3,6 +3,7 @@ import sys
 import pytest
 
 from lightning_sentiment import bench, bench_allocator
+from lightning_sentiment.data import corpus as corpus_module
 
 # What the tiny test archive (a few dozen reviews) can feed: small batches and vocabulary.
 TINY_OVERRIDES = ["--override", "data.batch_size=8", "data.vocab_size=64", "data.val_size=0.1"]
@@ -29,11 +30,23 @@ def test_bench_smoke(tiny_archive, capsys):
     }
     floor = result["lightning_floor"]
     assert floor["lightning_us"] > floor["plain_us"] > 0 and floor["lightning_train_py_us"] > 0
-    assert result["data"]["cold_s"] > result["data"]["warm_s"] > 0
+    assert (
+        result["data"]["cold_s"] > 0 and result["data"]["warm_s"] > 0
+    )  # timings: no order on a tiny archive
     lstm = result["models"]["lstm"]
     assert lstm["epoch_s"] > 0 and lstm["tokens_per_s"] > 0 and 0 <= lstm["padding_share"] < 1
     assert lstm["lightning_overhead"] > 0 and set(result["predict_per_s"]) == {"lstm"}
     assert '"machine"' in capsys.readouterr().out
+
+
+def test_bench_data_times_a_cold_build_then_a_cached_load(tiny_archive, monkeypatch):
+    """What `warm_s` times: a setup that reads the cache the cold setup wrote, no tokenizing."""
+    builds = []
+    build = corpus_module.build_corpus
+    monkeypatch.setattr(corpus_module, "build_corpus", lambda *a, **k: builds.append(1) or build(*a, **k))
+    figures = bench.bench_data(str(tiny_archive), repeats=2)
+    assert len(builds) == 2  # one a cold setup (fresh cache directory each repeat), none warm
+    assert figures["cold_s"] > 0 and figures["warm_s"] > 0
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")

@@ -5,8 +5,7 @@ import threading
 import pytest
 import torch
 
-from lightning_sentiment.models import LSTMClassifier
-from lightning_sentiment.models import directions
+from lightning_sentiment.models import LSTMClassifier, directions
 from lightning_sentiment.models import lstm as lstm_module
 
 TOKENS = torch.tensor([[5, 3, 9, 2, 0, 0, 0], [7, 0, 0, 0, 0, 0, 0], [4, 4, 8, 1, 6, 2, 3]])
@@ -66,6 +65,7 @@ def test_parallel_directions_in_evaluation_and_under_bf16_autocast():
 def test_dropouts_inside_the_lstm_fall_back_to_one_direction_at_a_time(monkeypatch):
     plain, parallel = pair(weight_dropout=0.5)
     calls = []
+
     def stub(fwd, bwd, x, x_reversed):
         calls.append(fwd)
         return fwd(x)[0], bwd(x_reversed)[0]
