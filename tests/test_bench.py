@@ -30,9 +30,8 @@ def test_bench_smoke(tiny_archive, capsys):
     }
     floor = result["lightning_floor"]
     assert floor["lightning_us"] > floor["plain_us"] > 0 and floor["lightning_train_py_us"] > 0
-    assert (
-        result["data"]["cold_s"] > 0 and result["data"]["warm_s"] > 0
-    )  # timings: no order on a tiny archive
+    # timings only: on a tiny archive cold and warm setups can tie (cached reads: below)
+    assert result["data"]["cold_s"] > 0 and result["data"]["warm_s"] > 0
     lstm = result["models"]["lstm"]
     assert lstm["epoch_s"] > 0 and lstm["tokens_per_s"] > 0 and 0 <= lstm["padding_share"] < 1
     assert lstm["lightning_overhead"] > 0 and set(result["predict_per_s"]) == {"lstm"}

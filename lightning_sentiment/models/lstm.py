@@ -65,6 +65,11 @@ def split_segments(
 POOLINGS = ("last", "max", "mean", "max_mean")
 
 
+def side_by_side(features: list[torch.Tensor]) -> torch.Tensor:
+    """Poolings' (B, F) features concatenated to (B, k * F); one alone is not copied."""
+    return features[0] if len(features) == 1 else torch.cat(features, dim=1)
+
+
 class LSTMClassifier(nn.Module):
     """A padding-invariant (bi)LSTM: the same review gives the same logit however padded.
 
@@ -148,8 +153,9 @@ class LSTMClassifier(nn.Module):
         self.backward_layers = nn.ModuleList(lstm(s) for s in (sizes if bidirectional else []))
         self.dropout = nn.Dropout(dropout)  # on the embeddings and between LSTM layers
         self.output_dropout = nn.Dropout(dropout if output_dropout is None else output_dropout)
-        # max_mean: both poolings side by side, twice the features
-        features = hidden_dim * (2 if bidirectional else 1) * (2 if pooling == "max_mean" else 1)
+        # the poolings whose features sit side by side: max_mean is max, then mean
+        self.pool_kinds = ("max", "mean") if pooling == "max_mean" else (pooling,)
+        features = hidden_dim * (2 if bidirectional else 1) * len(self.pool_kinds)
         head: list[nn.Module] = []
         if dense_dim:
             head += [nn.Linear(features, dense_dim), nn.ReLU(), self.output_dropout]
@@ -244,12 +250,11 @@ class LSTMClassifier(nn.Module):
     def _merge_segments(
         self, pooled: torch.Tensor, lengths: torch.Tensor, slots: torch.Tensor, batch: int, n: int
     ) -> torch.Tensor:
-        """Pool the segments' (S, F) into their reviews' (B, F), as if pooled in one piece."""
-        if self.pooling == "max_mean":  # each half merged its own way
-            high, mean = pooled.chunk(2, dim=1)
-            merge = [self._merge(p, lengths, slots, batch, n, k) for p, k in ((high, "max"), (mean, "mean"))]
-            return torch.cat(merge, dim=1)
-        return self._merge(pooled, lengths, slots, batch, n, self.pooling)
+        """Pool the segments' (S, F) into their reviews' (B, F), as if pooled in one piece;
+        each pooling's part of the features merged its own way."""
+        parts = pooled.chunk(len(self.pool_kinds), dim=1)
+        kinds = zip(parts, self.pool_kinds, strict=True)
+        return side_by_side([self._merge(part, lengths, slots, batch, n, kind) for part, kind in kinds])
 
     @staticmethod
     def _merge(
@@ -274,9 +279,10 @@ class LSTMClassifier(nn.Module):
             half = h.shape[-1] // 2  # the backward half has read the review at step 0
             return torch.cat([last[:, :half], h[:, 0, half:]], dim=-1)
         mask = torch.arange(h.shape[1], device=h.device)[None, :] < lengths[:, None]  # (B, T)
-        pooled = []
-        if self.pooling in ("max", "max_mean"):
-            pooled.append(h.masked_fill(~mask[:, :, None], float("-inf")).amax(1))  # (B, F)
-        if self.pooling in ("mean", "max_mean"):
-            pooled.append((h * mask[:, :, None]).sum(1) / lengths[:, None])  # (B, F)
-        return torch.cat(pooled, dim=1) if len(pooled) > 1 else pooled[0]  # (B, F) or (B, 2F)
+        pooled = [
+            h.masked_fill(~mask[:, :, None], float("-inf")).amax(1)  # (B, F)
+            if kind == "max"
+            else (h * mask[:, :, None]).sum(1) / lengths[:, None]  # (B, F)
+            for kind in self.pool_kinds
+        ]
+        return side_by_side(pooled)  # (B, F), or (B, 2F) for max_mean
