@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from lightning_sentiment.data.batching import EncodedReviews
 from lightning_sentiment.data.text import pad_sequences
@@ -23,6 +24,11 @@ def test_left_align_and_reverse_within():
     assert aligned.tolist() == [[3, 4, 0, 0], [1, 2, 3, 4], [5, 6, 7, 0]] and lengths.tolist() == [2, 4, 3]
     rev = reverse_within(aligned[:, :, None].float(), lengths)[:, :, 0]
     assert rev.tolist() == [[4, 3, 0, 0], [4, 3, 2, 1], [7, 6, 5, 0]]
+    full = aligned[1:2, :, None].float().requires_grad_()  # no padding: the flip path
+    flipped = reverse_within(full, lengths[1:2])
+    assert flipped[:, :, 0].tolist() == [[4, 3, 2, 1]]
+    flipped.backward(torch.arange(4.0)[None, :, None])
+    assert full.grad[:, :, 0].tolist() == [[3, 2, 1, 0]]
 
 
 @pytest.mark.parametrize("bidirectional", [False, True])
@@ -173,6 +179,33 @@ def test_bidirectional_reads_both_ways():
         a = net(torch.tensor([[1, 2, 3]]))
         b = net(torch.tensor([[3, 2, 1]]))
     assert not torch.allclose(a, b)
+
+
+@pytest.mark.parametrize("pooling", ["last", "max", "mean", "max_mean"])
+def test_bidirectional_features_equal_torch_bidirectional_lstm(pooling):
+    """Against torch's own bidirectional LSTM on each review unpadded: a batch of equal
+    lengths (the flip path) and one with padding (the indexed path)."""
+    torch.manual_seed(0)
+    net = LSTMClassifier(vocab_size=20, embed_dim=4, hidden_dim=3, bidirectional=True, pooling=pooling).eval()
+    ref = nn.LSTM(4, 3, batch_first=True, bidirectional=True)
+    fwd, bwd = net.forward_layers[0], net.backward_layers[0]
+    with torch.no_grad():
+        for name, value in fwd.named_parameters():
+            getattr(ref, name).copy_(value)
+            getattr(ref, f"{name}_reverse").copy_(getattr(bwd, name))
+
+    def reference(review: torch.Tensor) -> torch.Tensor:
+        out = ref(net.embedding(review[None]))[0][0]  # (T, 2H): forward, then backward
+        kinds = {"last": torch.cat([out[-1, :3], out[0, 3:]]), "max": out.amax(0), "mean": out.mean(0)}
+        return torch.cat([kinds[k] for k in net.pool_kinds])
+
+    full = torch.randint(1, 20, (3, 7))
+    ragged = torch.tensor([[5, 6, 7, 8, 9, 10, 11], [3, 4, 0, 0, 0, 0, 0], [12, 13, 14, 15, 0, 0, 0]])
+    with torch.no_grad():
+        for tokens in (full, ragged):
+            got = net._features(tokens, (tokens != 0).sum(1))  # (B, F)
+            want = torch.stack([reference(row[row != 0]) for row in tokens])
+            torch.testing.assert_close(got, want)
 
 
 def dense_first_layer(net: MultiHotMLP, tokens: torch.Tensor, binary: bool) -> torch.Tensor:

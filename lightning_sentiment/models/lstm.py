@@ -25,10 +25,17 @@ def left_align(tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def reverse_within(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """Reverse the first `lengths[b]` steps of each row of x (B, T, D); padding stays put."""
-    steps = torch.arange(x.shape[1], device=x.device)  # (T,)
-    idx = lengths[:, None] - 1 - steps  # (B, T)
-    idx = torch.where(idx >= 0, idx, steps)
-    return x.gather(1, idx[:, :, None].expand_as(x))
+    batch, steps = x.shape[:2]
+    # A batch without padding (common: truncated reviews, length-bucketed batches) is a
+    # flip, 3-5x faster than indexing on CPU; the check syncs, so only there.
+    if x.device.type == "cpu" and bool((lengths == steps).all()):
+        return x.flip(1)
+    t = torch.arange(steps, device=x.device)  # (T,)
+    idx = lengths[:, None] - 1 - t  # (B, T)
+    idx = torch.where(idx >= 0, idx, t) + torch.arange(batch, device=x.device)[:, None] * steps
+    # whole rows of D by index_select (backward: index_add) beat gather's per-element
+    # index (2x on CPU at D 32)
+    return x.reshape(batch * steps, -1).index_select(0, idx.view(-1)).view_as(x)
 
 
 def split_segments(
@@ -217,16 +224,21 @@ class LSTMClassifier(nn.Module):
             h = h * (keep[:, :, None] / (1.0 - self.word_dropout)).to(h.dtype)
         h = self.dropout(h)
         ones = h.new_ones(*h.shape[:2], 1) if self.keras_bias else None  # (B, T, 1)
+        last = len(self.forward_layers) - 1
         for i, fwd in enumerate(self.forward_layers):
             if ones is not None:
                 h = torch.cat([h, ones], dim=-1)
             if self.bidirectional:
                 out, back = self._run_both(fwd, self.backward_layers[i], h, reverse_within(h, lengths))
-                out = torch.cat([out, reverse_within(back, lengths)], dim=-1)  # (B, T, 2H)
+                directions = [out, back]  # back: reversed within each length
             else:
-                out = self._run(fwd, h)  # (B, T, H)
-            h = self.dropout(out) if i + 1 < len(self.forward_layers) else out
-        pooled = self._pool(h, lengths)  # (B, F), or (S, F) a segment
+                directions = [self._run(fwd, h)]  # (B, T, H)
+            if i < last:  # the next layer reads the directions in step order: (B, T, H or 2H)
+                directions[1:] = [reverse_within(back, lengths) for back in directions[1:]]
+                h = self.dropout(torch.cat(directions, dim=-1) if len(directions) > 1 else directions[0])
+        # The last layer's directions pool apart: pooling reads either direction's
+        # states in any order, so the backward states are never turned around.
+        pooled = self._pool(directions, lengths)  # (B, F), or (S, F) a segment
         if self.chunk is not None:
             pooled = self._merge_segments(pooled, lengths, slots, batch, n)
         return pooled
@@ -269,20 +281,24 @@ class LSTMClassifier(nn.Module):
         total = lengths.new_zeros(batch * n).index_copy(0, slots, lengths).view(batch, n).sum(1)
         return sums / total[:, None]
 
-    def _pool(self, h: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """(B, T, F) -> (B, F), ignoring padded steps."""
-        rows = torch.arange(h.shape[0], device=h.device)
+    def _pool(self, directions: list[torch.Tensor], lengths: torch.Tensor) -> torch.Tensor:
+        """Each direction's (B, T, H) -> (B, F), ignoring padded steps; features by pooling,
+        then direction: [max fwd, max bwd, mean fwd, mean bwd] for a bidirectional max_mean.
+
+        The backward direction's states are reversed within each length, so its state
+        after the whole review sits, like the forward one's, at step `lengths - 1`."""
         if self.pooling == "last":
-            last = h[rows, lengths - 1]  # (B, F): forward state after the whole review
-            if not self.bidirectional:
-                return last
-            half = h.shape[-1] // 2  # the backward half has read the review at step 0
-            return torch.cat([last[:, :half], h[:, 0, half:]], dim=-1)
-        mask = torch.arange(h.shape[1], device=h.device)[None, :] < lengths[:, None]  # (B, T)
+            rows = torch.arange(lengths.shape[0], device=lengths.device)
+            return side_by_side([h[rows, lengths - 1] for h in directions])  # (B, F)
+        steps = directions[0].shape[1]
+        mask = (torch.arange(steps, device=lengths.device)[None, :] < lengths[:, None])[
+            :, :, None
+        ]  # (B, T, 1)
         pooled = [
-            h.masked_fill(~mask[:, :, None], float("-inf")).amax(1)  # (B, F)
+            h.masked_fill(~mask, float("-inf")).amax(1)  # (B, H)
             if kind == "max"
-            else (h * mask[:, :, None]).sum(1) / lengths[:, None]  # (B, F)
+            else (h * mask).sum(1) / lengths[:, None]  # (B, H)
             for kind in self.pool_kinds
+            for h in directions
         ]
-        return side_by_side(pooled)  # (B, F), or (B, 2F) for max_mean
+        return side_by_side(pooled)  # (B, F): (B, 4H) for a bidirectional max_mean
