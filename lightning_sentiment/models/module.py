@@ -19,6 +19,7 @@ from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import BinaryAccuracy
 
 from lightning_sentiment.errors import SentimentError
+from lightning_sentiment.models.adversarial import adversarial_step, embedding_of
 
 log = logging.getLogger(__name__)
 
@@ -118,15 +119,27 @@ class SentimentClassifier(LeanLightningModule):
         optimizer: dict,
         scheduler: dict | None = None,
         loss: str = "bce",
+        adversarial_eps: float = 0.0,
     ) -> None:
         super().__init__()
         if loss not in LOSSES:
             raise ValueError(f"model.loss={loss} is not allowed: use {' or '.join(LOSSES)}")
+        if adversarial_eps < 0:
+            raise SentimentError(f"model.adversarial_eps={adversarial_eps} must be >= 0 (0: off)")
         self.save_hyperparameters(
-            {"net": _plain(net), "optimizer": _plain(optimizer), "scheduler": _plain(scheduler), "loss": loss}
+            {
+                "net": _plain(net),
+                "optimizer": _plain(optimizer),
+                "scheduler": _plain(scheduler),
+                "loss": loss,
+                "adversarial_eps": adversarial_eps,
+            }
         )
         self.net = instantiate(self.hparams.net)
         self.loss_name = loss
+        self.adversarial_eps = adversarial_eps
+        if adversarial_eps:
+            embedding_of(self.net)  # fail now, not at the first step
         # Validation and test: torchmetrics. Training: running sums on the device, because
         # two torchmetrics updates cost ~1.4 ms a step, 15% of a small LSTM's CPU step.
         self.acc = torch.nn.ModuleDict({s: BinaryAccuracy(validate_args=False) for s in EVAL_SPLITS})
@@ -165,7 +178,13 @@ class SentimentClassifier(LeanLightningModule):
         self.log(f"{split}/acc", self.acc[split], prog_bar=True)
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        loss, probs, labels = self.model_step(batch)
+        if self.adversarial_eps:  # trains on both terms, reports the plain loss
+            total, loss, probs, labels = adversarial_step(
+                lambda: self.model_step(batch), embedding_of(self.net), self.adversarial_eps
+            )
+        else:
+            loss, probs, labels = self.model_step(batch)
+            total = loss
         with torch.no_grad():  # accumulated on the device: no host sync per step
             loss_sum = loss * labels.numel()
             correct = ((probs >= 0.5) == (labels >= 0.5)).sum()
@@ -175,8 +194,8 @@ class SentimentClassifier(LeanLightningModule):
                 sums = self._train_sums
                 self._train_sums = (sums[0].add_(loss_sum), sums[1].add_(correct), sums[2] + labels.numel())
         if batch_idx % NAN_CHECK_EVERY == 0:
-            self._check_finite(loss)
-        return loss
+            self._check_finite(total)
+        return total
 
     def _check_finite(self, loss: torch.Tensor) -> None:
         if not torch.isfinite(loss):  # stop now, not after hours of NaN epochs
