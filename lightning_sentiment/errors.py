@@ -8,6 +8,10 @@ class SentimentError(Exception):
     """
 
 
+class SettingError(SentimentError, ValueError):
+    """A model setting outside its allowed values; a ValueError to Python callers."""
+
+
 def find_user_error(err: BaseException | None) -> SentimentError | None:
     """The SentimentError behind `err`, also when Hydra's instantiate wrapped it."""
     seen = set()

@@ -151,7 +151,7 @@ def test_random_offsets_move_segment_boundaries_in_training_only():
 
 
 def test_chunk_and_word_dropout_arguments_are_checked():
-    with pytest.raises(ValueError, match="chunk=4 needs pooling max, mean or max_mean"):
+    with pytest.raises(ValueError, match="model.net.chunk=4 needs pooling max, mean or max_mean"):
         LSTMClassifier(10, 4, 4, pooling="last", chunk=4)
     with pytest.raises(ValueError, match="word_dropout=1.0"):
         LSTMClassifier(10, 4, 4, word_dropout=1.0)

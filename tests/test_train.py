@@ -155,6 +155,26 @@ def test_cli_missing_data_is_one_clear_line(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["model.net.pooling=median"], "error: model.net.pooling=median is not allowed: use last, max"),
+        (
+            ["model=mlp", "model.adversarial_eps=1"],
+            "error: model.adversarial_eps needs a network with a word",
+        ),
+    ],
+)
+def test_cli_bad_model_setting_is_one_clear_line(tmp_path, tiny_archive, overrides, message):
+    result = run_train_py(
+        *overrides, f"data.archive={tiny_archive}", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path
+    )
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith(message), result.stderr[-2000:]
+    assert "Traceback" not in result.stderr and "InstantiationException" not in result.stderr
+
+
 def test_lightning_pytree_deprecation_is_silenced():
     """torch 2.13 deprecates the LeafSpec that Lightning 2.6 builds for every batch's
     outputs; train.py's runs should not print that FutureWarning (the pipeline filters it).

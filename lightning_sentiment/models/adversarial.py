@@ -18,7 +18,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from lightning_sentiment.errors import SentimentError
+from lightning_sentiment.errors import SettingError
 
 GRAD_SCALE = 1024.0
 Step = Callable[[], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
@@ -27,7 +27,7 @@ Step = Callable[[], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
 def embedding_of(net: nn.Module) -> nn.Module:
     embedding = getattr(net, "embedding", None)
     if not isinstance(embedding, nn.Embedding):
-        raise SentimentError(
+        raise SettingError(
             f"model.adversarial_eps needs a network with a word embedding ({type(net).__name__} has "
             "none): use it with model=lstm or model=bilstm, or set model.adversarial_eps=0"
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from lightning_sentiment.errors import SettingError
 from lightning_sentiment.models.directions import both_directions
 from lightning_sentiment.models.recurrent import train_lstm
 
@@ -129,11 +130,11 @@ class LSTMClassifier(nn.Module):
     ) -> None:
         super().__init__()
         if pooling not in POOLINGS:
-            raise ValueError(f"pooling={pooling} is not allowed: use {', '.join(POOLINGS)}")
+            raise SettingError(f"model.net.pooling={pooling} is not allowed: use {', '.join(POOLINGS)}")
         if init not in ("torch", "keras"):
-            raise ValueError(f"init={init} is not allowed: use torch or keras")
+            raise SettingError(f"model.net.init={init} is not allowed: use torch or keras")
         if chunk is not None and (chunk < 1 or pooling == "last"):
-            raise ValueError(f"chunk={chunk} needs pooling max, mean or max_mean and a size >= 1")
+            raise SettingError(f"model.net.chunk={chunk} needs pooling max, mean or max_mean and a size >= 1")
         shares = {
             "word_dropout": word_dropout,
             "recurrent_dropout": recurrent_dropout,
@@ -141,7 +142,7 @@ class LSTMClassifier(nn.Module):
         }
         for name, share in shares.items():
             if not 0.0 <= share < 1.0:
-                raise ValueError(f"{name}={share} must lie in [0, 1)")
+                raise SettingError(f"model.net.{name}={share} must lie in [0, 1)")
         self.pooling, self.bidirectional, self.keras_bias = pooling, bidirectional, keras_bias
         self.chunk, self.word_dropout, self.shifted_eval = chunk, word_dropout, shifted_eval
         self.random_offsets = random_offsets

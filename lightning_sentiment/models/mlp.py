@@ -7,6 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lightning_sentiment.errors import SettingError
+
 _ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU}
 WEIGHTINGS = ("binary", "count", "nb")
 # Up to this vocabulary the (batch, vocab) matrix and one matrix product beat the bag's
@@ -137,12 +139,16 @@ class MultiHotMLP(nn.Module):
     ) -> None:
         super().__init__()
         if activation not in _ACTIVATIONS:
-            raise ValueError(f"activation={activation} is not allowed: use {', '.join(_ACTIVATIONS)}")
+            raise SettingError(
+                f"model.net.activation={activation} is not allowed: use {', '.join(_ACTIVATIONS)}"
+            )
         if weighting not in WEIGHTINGS:
-            raise ValueError(f"weighting={weighting} is not allowed: use {', '.join(WEIGHTINGS)}")
+            raise SettingError(f"model.net.weighting={weighting} is not allowed: use {', '.join(WEIGHTINGS)}")
         hidden_dims = list(hidden_dims or [hidden_units] * hidden_layers)  # dims win when given
         if not hidden_dims:
-            raise ValueError("the MLP needs at least one hidden layer")
+            raise SettingError(
+                "the MLP needs at least one hidden layer: set model.net.hidden_dims, e.g. [64]"
+            )
         self.weighting = weighting
         # A multi-hot needs each review's distinct ids only; counts need the repeats.
         self.reads_sets = weighting != "count"

@@ -18,7 +18,7 @@ from pytorch_lightning.utilities import GradClipAlgorithmType
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import BinaryAccuracy
 
-from lightning_sentiment.errors import SentimentError
+from lightning_sentiment.errors import SentimentError, SettingError
 from lightning_sentiment.models.adversarial import adversarial_step, embedding_of
 
 log = logging.getLogger(__name__)
@@ -123,9 +123,9 @@ class SentimentClassifier(LeanLightningModule):
     ) -> None:
         super().__init__()
         if loss not in LOSSES:
-            raise ValueError(f"model.loss={loss} is not allowed: use {' or '.join(LOSSES)}")
+            raise SettingError(f"model.loss={loss} is not allowed: use {' or '.join(LOSSES)}")
         if adversarial_eps < 0:
-            raise SentimentError(f"model.adversarial_eps={adversarial_eps} must be >= 0 (0: off)")
+            raise SettingError(f"model.adversarial_eps={adversarial_eps} must be >= 0 (0: off)")
         self.save_hyperparameters(
             {
                 "net": _plain(net),
