@@ -58,8 +58,8 @@ def adversarial_step(step: Step, embedding: nn.Module, eps: float):
         handle.remove()
     if len(seen) != 1:
         raise RuntimeError(f"adversarial training needs one embedding call a step, saw {len(seen)}")
-    # scaled so half-precision gradients do not underflow; the direction is scale-free
     tokens, embedded = seen[0]
+    # scaled so half-precision gradients do not underflow; the direction is scale-free
     (grad,) = torch.autograd.grad(loss * GRAD_SCALE, embedded, retain_graph=True)
     shift = direction(grad, eps, tokens)  # a constant: no gradient flows through the direction
     torch.set_rng_state(rng)

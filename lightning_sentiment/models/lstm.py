@@ -235,8 +235,11 @@ class LSTMClassifier(nn.Module):
             else:
                 directions = [self._run(fwd, h)]  # (B, T, H)
             if i < last:  # the next layer reads the directions in step order: (B, T, H or 2H)
-                directions[1:] = [reverse_within(back, lengths) for back in directions[1:]]
-                h = self.dropout(torch.cat(directions, dim=-1) if len(directions) > 1 else directions[0])
+                if self.bidirectional:
+                    directions = [directions[0], reverse_within(directions[1], lengths)]
+                    h = self.dropout(torch.cat(directions, dim=-1))
+                else:
+                    h = self.dropout(directions[0])
         # The last layer's directions pool apart: pooling reads either direction's
         # states in any order, so the backward states are never turned around.
         pooled = self._pool(directions, lengths)  # (B, F), or (S, F) a segment
@@ -292,9 +295,8 @@ class LSTMClassifier(nn.Module):
             rows = torch.arange(lengths.shape[0], device=lengths.device)
             return side_by_side([h[rows, lengths - 1] for h in directions])  # (B, F)
         steps = directions[0].shape[1]
-        mask = (torch.arange(steps, device=lengths.device)[None, :] < lengths[:, None])[
-            :, :, None
-        ]  # (B, T, 1)
+        mask = torch.arange(steps, device=lengths.device)[None, :] < lengths[:, None]  # (B, T)
+        mask = mask[:, :, None]  # (B, T, 1)
         pooled = [
             h.masked_fill(~mask, float("-inf")).amax(1)  # (B, H)
             if kind == "max"
