@@ -12,6 +12,12 @@ class SettingError(SentimentError, ValueError):
     """A model setting outside its allowed values; a ValueError to Python callers."""
 
 
+def check_choice(key: str, value, allowed) -> None:
+    """Raise `key=value is not allowed: use a, b` unless `value` is one of `allowed`."""
+    if value not in allowed:
+        raise SettingError(f"{key}={value} is not allowed: use {', '.join(map(str, allowed))}")
+
+
 def find_user_error(err: BaseException | None) -> SentimentError | None:
     """The SentimentError behind `err`, also when Hydra's instantiate wrapped it."""
     seen = set()

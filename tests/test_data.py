@@ -275,6 +275,12 @@ def test_bad_settings_fail_fast(tmp_path, kwargs, key):
         make_dm(tmp_path, **kwargs)
 
 
+def test_a_bad_choice_names_the_key_and_the_allowed_values(tmp_path):
+    with pytest.raises(SentimentError) as caught:
+        make_dm(tmp_path, padding="middle")
+    assert str(caught.value) == "data.padding=middle is not allowed: use pre, post"
+
+
 def test_val_size_larger_than_train(tmp_path, tiny_archive):
     with pytest.raises(SentimentError, match="data.val_size"):
         make_dm(tmp_path, archive=str(tiny_archive), val_size=5000).setup()

@@ -17,7 +17,7 @@ from lightning_sentiment.data.corpus import Corpus, cache_path, load_or_build
 from lightning_sentiment.data.splits import split_indices
 from lightning_sentiment.data.stats import data_stats
 from lightning_sentiment.data.text import KERAS_FILTERS, Tokenizer, Vocabulary
-from lightning_sentiment.errors import SentimentError
+from lightning_sentiment.errors import SentimentError, check_choice
 
 log = logging.getLogger(__name__)
 SPLIT_BY = ("review", "movie")
@@ -261,8 +261,7 @@ def _check_settings(
         ("split_by", split_by, SPLIT_BY),
     )
     for key, value, allowed in choices:
-        if value not in allowed:
-            raise SentimentError(f"data.{key}={value} is not allowed: use {' or '.join(allowed)}")
+        check_choice(f"data.{key}", value, allowed)
     for key, value in (("val_size", val_size), ("test_size", test_size)):
         is_fraction = isinstance(value, float) and 0 < value < 1
         is_count = isinstance(value, int) and not isinstance(value, bool) and value >= 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lightning_sentiment.errors import SettingError
+from lightning_sentiment.errors import SettingError, check_choice
 from lightning_sentiment.models.directions import both_directions
 from lightning_sentiment.models.recurrent import train_lstm
 
@@ -129,10 +129,8 @@ class LSTMClassifier(nn.Module):
         parallel_directions: bool = False,
     ) -> None:
         super().__init__()
-        if pooling not in POOLINGS:
-            raise SettingError(f"model.net.pooling={pooling} is not allowed: use {', '.join(POOLINGS)}")
-        if init not in ("torch", "keras"):
-            raise SettingError(f"model.net.init={init} is not allowed: use torch or keras")
+        check_choice("model.net.pooling", pooling, POOLINGS)
+        check_choice("model.net.init", init, ("torch", "keras"))
         if chunk is not None and (chunk < 1 or pooling == "last"):
             raise SettingError(f"model.net.chunk={chunk} needs pooling max, mean or max_mean and a size >= 1")
         shares = {

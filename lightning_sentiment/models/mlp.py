@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lightning_sentiment.errors import SettingError
+from lightning_sentiment.errors import SettingError, check_choice
 
 _ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU}
 WEIGHTINGS = ("binary", "count", "nb")
@@ -138,12 +138,8 @@ class MultiHotMLP(nn.Module):
         weighting: str = "binary",
     ) -> None:
         super().__init__()
-        if activation not in _ACTIVATIONS:
-            raise SettingError(
-                f"model.net.activation={activation} is not allowed: use {', '.join(_ACTIVATIONS)}"
-            )
-        if weighting not in WEIGHTINGS:
-            raise SettingError(f"model.net.weighting={weighting} is not allowed: use {', '.join(WEIGHTINGS)}")
+        check_choice("model.net.activation", activation, _ACTIVATIONS)
+        check_choice("model.net.weighting", weighting, WEIGHTINGS)
         hidden_dims = list(hidden_dims or [hidden_units] * hidden_layers)  # dims win when given
         if not hidden_dims:
             raise SettingError(

@@ -18,7 +18,7 @@ from pytorch_lightning.utilities import GradClipAlgorithmType
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import BinaryAccuracy
 
-from lightning_sentiment.errors import SentimentError, SettingError
+from lightning_sentiment.errors import SentimentError, SettingError, check_choice
 from lightning_sentiment.models.adversarial import adversarial_step, embedding_of
 
 log = logging.getLogger(__name__)
@@ -122,8 +122,7 @@ class SentimentClassifier(LeanLightningModule):
         adversarial_eps: float = 0.0,
     ) -> None:
         super().__init__()
-        if loss not in LOSSES:
-            raise SettingError(f"model.loss={loss} is not allowed: use {' or '.join(LOSSES)}")
+        check_choice("model.loss", loss, LOSSES)
         if adversarial_eps < 0:
             raise SettingError(f"model.adversarial_eps={adversarial_eps} must be >= 0 (0: off)")
         self.save_hyperparameters(
