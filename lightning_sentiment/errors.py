@@ -9,7 +9,7 @@ class SentimentError(Exception):
 
 
 class SettingError(SentimentError, ValueError):
-    """A model setting outside its allowed values; a ValueError to Python callers."""
+    """A model or data setting outside its allowed values; a ValueError to Python callers."""
 
 
 def check_choice(key: str, value, allowed) -> None:
