@@ -39,7 +39,9 @@ def test_second_run_replays_segments_and_dropout():
     """eps 0: the second run sees the same random segment offsets and dropout masks,
     so it scores exactly the first run's loss."""
     module, data = lstm_module(0.0), batch()
-    total, loss, _, _ = adversarial_step(lambda: module.model_step(data), module.net.embedding, 0.0)
+    total, loss, _, _ = adversarial_step(
+        lambda: module.model_step(data), module.net.embedding, 0.0, module.parameters()
+    )
     assert torch.equal(total, 2 * loss)
     again, _, _ = module.model_step(data)  # without the replay: other draws, another loss
     assert not torch.equal(again, loss)
@@ -48,9 +50,13 @@ def test_second_run_replays_segments_and_dropout():
 def test_perturbation_raises_the_loss_more_than_a_random_one():
     module, data = lstm_module(0.0), batch()
     rng = torch.get_rng_state()
-    _, loss, _, _ = adversarial_step(lambda: module.model_step(data), module.net.embedding, 0.0)
+    _, loss, _, _ = adversarial_step(
+        lambda: module.model_step(data), module.net.embedding, 0.0, module.parameters()
+    )
     torch.set_rng_state(rng)
-    total, same, _, _ = adversarial_step(lambda: module.model_step(data), module.net.embedding, 0.5)
+    total, same, _, _ = adversarial_step(
+        lambda: module.model_step(data), module.net.embedding, 0.5, module.parameters()
+    )
     assert torch.equal(same, loss)
     adversarial = total - loss
     randoms = []
@@ -63,6 +69,35 @@ def test_perturbation_raises_the_loss_more_than_a_random_one():
         randoms.append(float(module.model_step(data)[0].detach()))
         handle.remove()
     assert adversarial > loss and adversarial > max(randoms)
+
+
+def test_gradient_is_that_of_both_terms_with_the_direction_held_constant():
+    """One backward of the clean loss, its graph freed, then the perturbed loss: the same
+    gradient as one backward through both graphs (the straightforward form, kept here)."""
+    module, data = lstm_module(0.0), batch()
+    embedding = module.net.embedding
+    rng = torch.get_rng_state()
+    total, _, _, _ = adversarial_step(lambda: module.model_step(data), embedding, 0.5, module.parameters())
+    total.backward()
+    grads = [p.grad.clone() for p in module.parameters()]
+    module.zero_grad()
+
+    torch.set_rng_state(rng)
+    seen = []
+    handle = embedding.register_forward_hook(lambda m, i, out: seen.append((i[0], out)))
+    loss, _, _ = module.model_step(data)
+    handle.remove()
+    (grad,) = torch.autograd.grad(loss, seen[0][1], retain_graph=True)
+    shift = direction(grad, 0.5, seen[0][0])
+    torch.set_rng_state(rng)
+    handle = embedding.register_forward_hook(lambda m, i, out: out + shift)
+    adversarial, _, _ = module.model_step(data)
+    handle.remove()
+    torch.testing.assert_close(total, loss + adversarial)
+    (loss + adversarial).backward()
+    for got, want in zip(grads, [p.grad for p in module.parameters()], strict=True):
+        torch.testing.assert_close(got, want)
+    assert min(float(g.abs().sum()) for g in grads) > 0  # every weight got a gradient to compare
 
 
 def test_training_step_trains_on_both_terms_and_reports_the_plain_loss():

@@ -179,7 +179,10 @@ class SentimentClassifier(LeanLightningModule):
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         if self.adversarial_eps:  # trains on both terms, reports the plain loss
             total, loss, probs, labels = adversarial_step(
-                lambda: self.model_step(batch), embedding_of(self.net), self.adversarial_eps
+                lambda: self.model_step(batch),
+                embedding_of(self.net),
+                self.adversarial_eps,
+                self.parameters(),
             )
         else:
             loss, probs, labels = self.model_step(batch)
