@@ -131,8 +131,8 @@ def _train_py_trainer(cfg, timer: pl.Callback, **limits) -> pl.Trainer:
 def _lightning_seconds(cfg, datamodule, warmup: int, batches: int) -> float:
     pl.seed_everything(0, verbose=False)
     model = instantiate(cfg.model, _recursive_=False)
-    timer = _BatchTimer(max(warmup, 1), batches)
-    trainer = _train_py_trainer(cfg, timer, limit_train_batches=max(warmup, 1) + batches)
+    timer = _BatchTimer(warmup, batches)
+    trainer = _train_py_trainer(cfg, timer, limit_train_batches=warmup + batches)
     with contextlib.redirect_stdout(sys.stderr):  # the progress bar; stdout is for the JSON
         trainer.fit(model, datamodule=datamodule)  # as train.py: the datamodule's hooks count
     return timer.seconds
@@ -322,7 +322,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--models", default=",".join(MODELS + EXPERIMENTS), help="configs, comma-separated")
     parser.add_argument("--device", default="cpu", choices=["cpu", "gpu"])
     parser.add_argument("--batches", type=int, default=40, help="timed training batches per model")
-    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=3, help="untimed batches first (at least 1)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--full-epoch", action="store_true", help="time whole epochs")
     parser.add_argument("--predict-reviews", type=int, default=5000)
@@ -334,6 +334,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     if not args.archive:
         parser.error("pass --archive PATH or set IMDB_ARCHIVE")
+    if args.warmup < 1:  # Lightning's timer starts at the end of a batch: there must be one before
+        parser.error(f"--warmup {args.warmup}: pass at least 1 (untimed batches before the timed ones)")
     if args.smoke:
         args.batches, args.warmup, args.repeats, args.predict_reviews = 2, 1, 1, 200
     skip = set(args.skip.split(","))

@@ -38,6 +38,13 @@ def test_bench_smoke(tiny_archive, capsys):
     assert '"machine"' in capsys.readouterr().out
 
 
+def test_bench_needs_a_warmup_batch(tiny_archive, capsys):
+    """--warmup 0 used to run a whole --full-epoch and then fail: Lightning's timer never stopped."""
+    with pytest.raises(SystemExit):
+        bench.main(["--archive", str(tiny_archive), "--warmup", "0", "--skip", "data,floor,predict"])
+    assert "--warmup 0: pass at least 1" in capsys.readouterr().err
+
+
 def test_bench_data_times_a_cold_build_then_a_cached_load(tiny_archive, monkeypatch):
     """What `warm_s` times: a setup that reads the cache the cold setup wrote, no tokenizing."""
     builds = []
