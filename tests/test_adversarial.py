@@ -25,6 +25,10 @@ def batch() -> tuple[torch.Tensor, torch.Tensor]:
     return tokens, torch.tensor([1.0, 0.0, 1.0, 0.0, 1.0])
 
 
+def run_adversarial_step(module: SentimentClassifier, data, eps: float):
+    return adversarial_step(lambda: module.model_step(data), module.net.embedding, eps, module.parameters())
+
+
 def test_direction_has_norm_eps_a_token_along_the_gradient():
     grad = torch.randn(3, 4, 5)
     grad[1] *= 100
@@ -39,9 +43,7 @@ def test_second_run_replays_segments_and_dropout():
     """eps 0: the second run sees the same random segment offsets and dropout masks,
     so it scores exactly the first run's loss."""
     module, data = lstm_module(0.0), batch()
-    total, loss, _, _ = adversarial_step(
-        lambda: module.model_step(data), module.net.embedding, 0.0, module.parameters()
-    )
+    total, loss, _, _ = run_adversarial_step(module, data, 0.0)
     assert torch.equal(total, 2 * loss)
     again, _, _ = module.model_step(data)  # without the replay: other draws, another loss
     assert not torch.equal(again, loss)
@@ -50,13 +52,9 @@ def test_second_run_replays_segments_and_dropout():
 def test_perturbation_raises_the_loss_more_than_a_random_one():
     module, data = lstm_module(0.0), batch()
     rng = torch.get_rng_state()
-    _, loss, _, _ = adversarial_step(
-        lambda: module.model_step(data), module.net.embedding, 0.0, module.parameters()
-    )
+    _, loss, _, _ = run_adversarial_step(module, data, 0.0)
     torch.set_rng_state(rng)
-    total, same, _, _ = adversarial_step(
-        lambda: module.model_step(data), module.net.embedding, 0.5, module.parameters()
-    )
+    total, same, _, _ = run_adversarial_step(module, data, 0.5)
     assert torch.equal(same, loss)
     adversarial = total - loss
     randoms = []
@@ -77,7 +75,7 @@ def test_gradient_is_that_of_both_terms_with_the_direction_held_constant():
     module, data = lstm_module(0.0), batch()
     embedding = module.net.embedding
     rng = torch.get_rng_state()
-    total, _, _, _ = adversarial_step(lambda: module.model_step(data), embedding, 0.5, module.parameters())
+    total, _, _, _ = run_adversarial_step(module, data, 0.5)
     total.backward()
     grads = [p.grad.clone() for p in module.parameters()]
     module.zero_grad()

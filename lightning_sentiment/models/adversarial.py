@@ -79,5 +79,5 @@ def adversarial_step(step: Step, embedding: nn.Module, eps: float, params: Itera
     carried = loss.new_zeros(())
     for param, grad in zip(params, grads[1:], strict=True):
         if grad is not None:
-            carried = carried + (param * (grad / GRAD_SCALE)).sum()
+            carried = carried + (param * grad).sum() / GRAD_SCALE  # no unscaled copy of each grad
     return loss.detach() + adversarial + (carried - carried.detach()), loss.detach(), probs, labels
