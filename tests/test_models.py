@@ -150,6 +150,64 @@ def test_random_offsets_move_segment_boundaries_in_training_only():
         torch.testing.assert_close(net(review), usual)
 
 
+def hinted_copies(net: LSTMClassifier) -> tuple[LSTMClassifier, LSTMClassifier]:
+    """Plain LSTMs with net's weights: one reading forward, one whose every embedding
+    carries net's backward hint (padding's too: never read before a real token)."""
+    forward, backward = (LSTMClassifier(10, 8, 6, pooling="max_mean", chunk=3) for _ in range(2))
+    for copy in (forward, backward):
+        copy.load_state_dict({k: v for k, v in net.state_dict().items() if k != "backward_hint"})
+    with torch.no_grad():
+        backward.embedding.weight += net.backward_hint
+    return forward, backward
+
+
+def test_reversed_reading_averages_both_ways_in_evaluation():
+    """reversed_reading: evaluation averages the review read forwards and read last word
+    first with the learned hint added; padding-invariant like the plain LSTM."""
+    torch.manual_seed(0)
+    net = LSTMClassifier(10, 8, 6, pooling="max_mean", chunk=3, reversed_reading=True)
+    with torch.no_grad():
+        net.backward_hint.normal_()  # a hint that changes the result
+    forward, backward = hinted_copies(net)
+    net.eval(), forward.eval(), backward.eval()
+    with torch.no_grad():
+        expected = torch.stack([(forward(r[None]) + backward(r.flip(0)[None])) / 2 for r in REVIEWS])
+        reference = net(padded(7, "post"))
+        torch.testing.assert_close(reference, expected.squeeze(1), rtol=1e-5, atol=1e-6)
+        for width, padding in ((9, "pre"), (12, "post")):
+            torch.testing.assert_close(net(padded(width, padding)), reference, rtol=1e-5, atol=1e-6)
+        assert not torch.allclose(reference, forward(padded(7, "post")))
+
+
+def test_reversed_reading_trains_on_a_random_half_of_the_reviews_backwards():
+    """In training each review is read one way, backwards with probability 1/2 (a seeded
+    CPU draw), and the hint learns."""
+    torch.manual_seed(0)
+    net = LSTMClassifier(10, 8, 6, pooling="max_mean", chunk=3, reversed_reading=True)
+    with torch.no_grad():
+        net.backward_hint.normal_()
+    forward, backward = hinted_copies(net)
+    batch = padded(7, "post").repeat(4, 1)  # 12 reviews
+    torch.manual_seed(3)
+    ways = (torch.rand(12) < 0.5).tolist()
+    torch.manual_seed(3)
+    net.train()  # no dropout here: training differs only in the way each review is read
+    logits = net(batch)
+    assert 0 < sum(ways) < 12
+    with torch.no_grad():
+        for row, way in enumerate(ways):
+            review = REVIEWS[row % 3]
+            one = backward(review.flip(0)[None]) if way else forward(review[None])
+            torch.testing.assert_close(logits[row : row + 1].detach(), one, rtol=1e-5, atol=1e-6)
+    logits.sum().backward()
+    assert net.backward_hint.grad.abs().sum() > 0
+
+
+def test_reversed_reading_is_for_one_direction():
+    with pytest.raises(ValueError, match="reversed_reading=true is for a one-direction LSTM"):
+        LSTMClassifier(10, 4, 4, bidirectional=True, reversed_reading=True)
+
+
 def test_chunk_and_word_dropout_arguments_are_checked():
     with pytest.raises(ValueError, match="model.net.chunk=4 needs pooling max, mean or max_mean"):
         LSTMClassifier(10, 4, 4, pooling="last", chunk=4)

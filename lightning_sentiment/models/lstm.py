@@ -104,6 +104,11 @@ class LSTMClassifier(nn.Module):
     `parallel_directions`: on a CPU, a bidirectional layer runs its two directions on
     two threads at once (`directions.py`); for small LSTMs, whose kernel a second core
     does not speed up. Same results.
+    `reversed_reading`: a one-direction LSTM also reads reviews last word first. In
+    training each review is read backwards with probability 1/2, a learned vector added
+    to every input step saying which way; evaluation averages the logits of both
+    readings (four with `shifted_eval`). One set of weights, one direction at a time:
+    no state sees both sides of a word, as a bidirectional layer's does.
     """
 
     def __init__(
@@ -127,10 +132,16 @@ class LSTMClassifier(nn.Module):
         recurrent_dropout: float = 0.0,
         weight_dropout: float = 0.0,
         parallel_directions: bool = False,
+        reversed_reading: bool = False,
     ) -> None:
         super().__init__()
         check_choice("model.net.pooling", pooling, POOLINGS)
         check_choice("model.net.init", init, ("torch", "keras"))
+        if reversed_reading and bidirectional:
+            raise SettingError(
+                "model.net.reversed_reading=true is for a one-direction LSTM: a bidirectional "
+                "one reads both ways already; set one of them false"
+            )
         if chunk is not None and (chunk < 1 or pooling == "last"):
             raise SettingError(f"model.net.chunk={chunk} needs pooling max, mean or max_mean and a size >= 1")
         shares = {
@@ -147,6 +158,8 @@ class LSTMClassifier(nn.Module):
         self.recurrent_dropout, self.weight_dropout = recurrent_dropout, weight_dropout
         self.parallel_directions = parallel_directions
         self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
+        # added to each input step of a backward reading; zero at first: no hint yet
+        self.backward_hint = nn.Parameter(torch.zeros(embed_dim)) if reversed_reading else None
         sizes = [embed_dim] + [hidden_dim * (2 if bidirectional else 1)] * (num_layers - 1)
         # keras_bias: one bias per gate as in Keras (torch has two), so parameter counts
         # match Keras: a constant-1 input feature whose weights serve as that bias.
@@ -197,9 +210,32 @@ class LSTMClassifier(nn.Module):
         """tokens (B, T) int64 with 0 = padding -> logits (B,)."""
         tokens, lengths = left_align(tokens)
         lengths = lengths.clamp(min=1)  # an empty review reads one padding step
-        logits = self._logits(self._features(tokens, lengths))
+        if self.backward_hint is None:
+            return self._readings(tokens, lengths, None)
+        backward = torch.ones_like(lengths, dtype=torch.bool)  # (B,)
+        if self.training:  # half the reviews, at random, read backwards
+            # from the CPU generator, which adversarial training replays for its second run
+            backward = (torch.rand(lengths.shape) < 0.5).to(lengths.device, non_blocking=True)
+            return self._readings(self._reverse_rows(tokens, lengths, backward), lengths, backward)
+        reversed_tokens = self._reverse_rows(tokens, lengths, backward)
+        both = self._readings(tokens, lengths, ~backward) + self._readings(reversed_tokens, lengths, backward)
+        return both / 2
+
+    @staticmethod
+    def _reverse_rows(tokens: torch.Tensor, lengths: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """Left-aligned tokens (B, T) with the rows marked in `rows` (B,) reversed within
+        their lengths (padding stays at the end)."""
+        flipped = reverse_within(tokens[:, :, None], lengths)[:, :, 0]  # (B, T)
+        return torch.where(rows[:, None], flipped, tokens)
+
+    def _readings(
+        self, tokens: torch.Tensor, lengths: torch.Tensor, backward: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Logits (B,) of one reading; in evaluation with `shifted_eval`, the average of two
+        (segment boundaries moved by half a segment)."""
+        logits = self._logits(self._features(tokens, lengths, backward=backward))
         if self.shifted_eval and self.chunk is not None and not self.training:
-            shifted = self._features(tokens, lengths, first=self.chunk // 2)
+            shifted = self._features(tokens, lengths, first=self.chunk // 2, backward=backward)
             logits = (logits + self._logits(shifted)) / 2
         return logits
 
@@ -207,20 +243,29 @@ class LSTMClassifier(nn.Module):
         return self.head(self.output_dropout(features)).squeeze(-1)  # (B, F) -> (B,)
 
     def _features(
-        self, tokens: torch.Tensor, lengths: torch.Tensor, first: int | None = None
+        self,
+        tokens: torch.Tensor,
+        lengths: torch.Tensor,
+        first: int | None = None,
+        backward: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Left-aligned tokens (B, T) -> pooled features (B, F); in segments with `chunk`,
-        the first of `first` tokens."""
+        the first of `first` tokens. `backward` (B,) bool: the rows read backwards, whose
+        steps get `backward_hint`."""
         batch = tokens.shape[0]
         if self.chunk is not None:  # rows become segments: (S, chunk)
             if first is None and self.training and self.random_offsets:
                 # one draw a batch, from the seeded CPU generator (no device sync)
                 first = int(torch.randint(1, self.chunk + 1, ()))
             tokens, lengths, slots, n = split_segments(tokens, lengths, self.chunk, first)
+            if backward is not None:
+                backward = backward[slots // n]  # (S,): each segment its review's way
         h = self.embedding(tokens)  # (B, T, E); (S, chunk, E) in segments
         if self.training and self.word_dropout > 0:
             keep = torch.rand(h.shape[:2], device=h.device) >= self.word_dropout  # (B, T)
             h = h * (keep[:, :, None] / (1.0 - self.word_dropout)).to(h.dtype)
+        if backward is not None:  # after word dropout, so every step of a row says its way
+            h = h + backward[:, None, None].to(h.dtype) * self.backward_hint  # (B, T, E)
         h = self.dropout(h)
         ones = h.new_ones(*h.shape[:2], 1) if self.keras_bias else None  # (B, T, 1)
         last = len(self.forward_layers) - 1
