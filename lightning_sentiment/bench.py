@@ -37,7 +37,7 @@ from omegaconf import open_dict  # noqa: E402
 from lightning_sentiment.checkpoint_io import AtomicCheckpointIO  # noqa: E402
 from lightning_sentiment.data import SentimentDataModule  # noqa: E402
 from lightning_sentiment.data.imdb import read_reviews  # noqa: E402
-from lightning_sentiment.models.module import LeanLightningModule  # noqa: E402
+from lightning_sentiment.models.lean import LeanLightningModule  # noqa: E402
 from lightning_sentiment.pipeline import (  # noqa: E402
     configure_threads,
     instantiate_callbacks,

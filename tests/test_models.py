@@ -7,8 +7,8 @@ from lightning_sentiment.data.batching import EncodedReviews
 from lightning_sentiment.data.text import pad_sequences
 from lightning_sentiment.models import LSTMClassifier, MultiHotMLP, SentimentClassifier
 from lightning_sentiment.models import mlp as mlp_module
-from lightning_sentiment.models.lstm import left_align, reverse_within, split_segments
 from lightning_sentiment.models.mlp import flat_ids
+from lightning_sentiment.models.sequences import left_align, reverse_within, split_segments
 from tests.helpers import quiet_trainer
 
 REVIEWS = [torch.tensor([5, 3, 9, 2]), torch.tensor([7]), torch.tensor([4, 4, 8, 1, 6, 2, 3])]

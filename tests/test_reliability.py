@@ -10,7 +10,7 @@ from omegaconf import open_dict
 
 from lightning_sentiment import SentimentError
 from lightning_sentiment.data import SentimentDataModule
-from lightning_sentiment.models.module import _update_scheduler
+from lightning_sentiment.models.resume import update_scheduler
 from lightning_sentiment.pipeline import train
 from tests.conftest import write_tiny_imdb
 from tests.helpers import run_train_py
@@ -245,10 +245,10 @@ def test_a_resumed_scheduler_takes_new_settings_or_refuses_in_one_line():
     optimizer = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=0.01)
     plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", patience=1)
     plateau.num_bad_epochs = 1
-    _update_scheduler(plateau, new_lr=True, changes={"min_lr": 0.001, "factor": 0.5})
+    update_scheduler(plateau, new_lr=True, changes={"min_lr": 0.001, "factor": 0.5})
     assert (plateau.min_lrs, plateau.factor, plateau.num_bad_epochs) == ([0.001], 0.5, 0)
     plateau.step(0.8)  # best 0.8, as "max"
-    _update_scheduler(plateau, new_lr=False, changes={"mode": "min"})
+    update_scheduler(plateau, new_lr=False, changes={"mode": "min"})
     assert (plateau.mode, plateau.best) == ("min", float("inf"))  # 0.8 meant the opposite
     with pytest.raises(SentimentError, match="model.scheduler.warmup cannot change on resume"):
-        _update_scheduler(plateau, new_lr=False, changes={"warmup": 3})
+        update_scheduler(plateau, new_lr=False, changes={"warmup": 3})

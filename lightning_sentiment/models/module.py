@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import inspect
-import logging
 import time
 from typing import Any
 
-import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
@@ -20,89 +17,16 @@ from torchmetrics.classification import BinaryAccuracy
 
 from lightning_sentiment.errors import SentimentError, SettingError, check_choice
 from lightning_sentiment.models.adversarial import adversarial_step, embedding_of
-
-log = logging.getLogger(__name__)
+from lightning_sentiment.models.lean import LeanLightningModule
+from lightning_sentiment.models.resume import apply_resume_changes, changed_settings, replay_plateau_steps
 
 LOSSES = ("bce", "mse")
 EVAL_SPLITS = ("val", "test")
 NAN_CHECK_EVERY = 25  # steps; each check is a host sync on GPU
-STEP_HOOKS = ("training_step", "validation_step", "test_step", "predict_step")
 
 
 def _plain(cfg: Any) -> Any:
     return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
-
-
-# Keys of the optimizer/scheduler configs that are not settings of the torch objects.
-_NOT_SETTINGS = {"_target_", "_partial_", "monitor", "interval", "frequency"}
-
-
-def _changed_settings(saved: dict, current: Any) -> dict[str, dict]:
-    """{"optimizer": {key: new value}, "scheduler": {...}}: what differs from the checkpoint's."""
-    changed = {}
-    for name in ("optimizer", "scheduler"):
-        before, now = saved.get(name) or {}, current.get(name) or {}
-        if not before or not now or before.get("_target_") != now.get("_target_"):
-            continue  # none then, or another class: Lightning's restore decides
-        changed[name] = {
-            k: v for k, v in now.items() if k not in _NOT_SETTINGS and k in before and before[k] != v
-        }
-    return changed
-
-
-def _update_scheduler(scheduler: Any, new_lr: bool, changes: dict) -> None:
-    """A restored scheduler takes a resumed run's new learning rate and settings."""
-    lrs = [group["lr"] for group in scheduler.optimizer.param_groups]
-    if new_lr:
-        scheduler._last_lr = lrs
-        if hasattr(scheduler, "base_lrs"):
-            scheduler.base_lrs = lrs
-        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            scheduler.num_bad_epochs = 0  # a new rate gets the whole patience
-    for key, value in changes.items():
-        if key == "min_lr":  # kept per parameter group
-            key, value = "min_lrs", value if isinstance(value, list) else [value] * len(lrs)
-        if not hasattr(scheduler, key):
-            raise SentimentError(
-                f"model.scheduler.{key} cannot change on resume: resume with the checkpoint's value"
-            )
-        setattr(scheduler, key, value)
-    if "mode" in changes and isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-        # its best so far was judged the other way round: start the search again
-        scheduler._init_is_better(scheduler.mode, scheduler.threshold, scheduler.threshold_mode)
-        scheduler._reset()
-
-
-class LeanLightningModule(pl.LightningModule):
-    """A LightningModule whose per-hook bookkeeping bypasses `nn.Module.__setattr__`.
-
-    Lightning records the running hook's name on the module around every hook call,
-    some 40 times a step. `nn.Module.__setattr__` checks each value against the
-    parameters, buffers and submodules (two metaclass `isinstance` calls): ~100 us a
-    step, a fifth of Lightning's own cost per step on CPU (README, Performance). A
-    string is never a parameter, buffer or module, so a plain attribute set is the same.
-    Likewise the step hooks' signatures, which Lightning reads every step, are stored
-    once (~35 us a step on CPU, README).
-    """
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        # Lightning reads the step hook's signature every step (does it take batch_idx?)
-        # with inspect.getfullargspec: ~35 us a step on CPU. A function's signature is fixed,
-        # and inspect returns a stored `__signature__` as it is.
-        super().__init_subclass__(**kwargs)
-        for name in STEP_HOOKS:
-            hook = cls.__dict__.get(name)
-            # Not decorated hooks: Lightning inspects their `__wrapped__`, and a stored
-            # signature would change what inspect.signature says of the wrapper.
-            plain = inspect.isfunction(hook) and not hasattr(hook, "__wrapped__")
-            if plain and "__signature__" not in hook.__dict__:
-                hook.__signature__ = inspect.signature(hook)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name == "_current_fx_name":
-            object.__setattr__(self, name, value)
-        else:
-            super().__setattr__(name, value)
 
 
 class SentimentClassifier(LeanLightningModule):
@@ -273,46 +197,9 @@ class SentimentClassifier(LeanLightningModule):
         for row in self.history.values():  # a resumed run's epochs so far (empty when new)
             if "val/acc" in row:
                 self.val_acc_best(torch.tensor(row["val/acc"], device=self.device))
-        self._replay_plateau_steps()
-        self._apply_resume_changes()
-
-    def _replay_plateau_steps(self) -> None:
-        """Give a resumed run the ReduceLROnPlateau steps its checkpoint missed.
-
-        Lightning saves epoch-end checkpoints before it steps plateau schedulers and,
-        on resume, skips that step (it has no metrics). The history in the checkpoint
-        has them: replay, so the resumed run keeps the uninterrupted run's learning rate.
-        """
-        for config in self.trainer.lr_scheduler_configs:
-            scheduler = config.scheduler
-            if not isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-                continue
-            while scheduler.last_epoch < self.current_epoch:
-                metric = self.history.get(scheduler.last_epoch, {}).get(config.monitor)
-                if metric is None:
-                    break
-                scheduler.step(metric)
-
-    def _apply_resume_changes(self) -> None:
-        """Apply optimizer and scheduler settings that a resumed run changed.
-
-        Lightning restores both from the checkpoint, so `model.optimizer.lr=1e-4` on a
-        resume would be ignored silently. Settings equal to the checkpoint's keep the
-        restored state (a learning rate the plateau rule has cut stays cut).
-        """
+        replay_plateau_steps(self.trainer, self.history, self.current_epoch)
         changes, self._resume_changes = self._resume_changes, {}
-        optimizer_changes = changes.get("optimizer", {})
-        for optimizer in self.trainer.optimizers:
-            for group in optimizer.param_groups:
-                for key, value in optimizer_changes.items():
-                    group[key] = tuple(value) if isinstance(group.get(key), tuple) else value  # betas
-                if "lr" in optimizer_changes and "initial_lr" in group:
-                    group["initial_lr"] = group["lr"]  # where schedulers count from
-        for config in self.trainer.lr_scheduler_configs:
-            _update_scheduler(config.scheduler, "lr" in optimizer_changes, changes.get("scheduler", {}))
-        for name, changed in changes.items():
-            for key, value in changed.items():
-                log.info("resumed with model.%s.%s=%s (the checkpoint had another value)", name, key, value)
+        apply_resume_changes(self.trainer, changes)
 
     def on_validation_epoch_end(self) -> None:
         self._log_eval_metrics("val")
@@ -338,7 +225,7 @@ class SentimentClassifier(LeanLightningModule):
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         if self._trainer is None or self.trainer.state.fn == TrainerFn.FITTING:  # resuming, not testing
             self.history = {row["epoch"] - 1: row for row in checkpoint.get("history", [])}
-            self._resume_changes = _changed_settings(checkpoint.get("hyper_parameters", {}), self.hparams)
+            self._resume_changes = changed_settings(checkpoint.get("hyper_parameters", {}), self.hparams)
         states = checkpoint.get("rng_states")
         if not states:
             return
