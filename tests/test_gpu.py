@@ -25,7 +25,7 @@ def _batch(padding: str) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("bidirectional", [False, True])
-@pytest.mark.parametrize("pooling", ["last", "max", "mean", "max_mean"])
+@pytest.mark.parametrize("pooling", ["last", "max", "mean", "max_mean", "max_mean_attn"])
 @pytest.mark.parametrize("padding", ["pre", "post"])
 def test_cuda_lstm_equals_cpu(bidirectional, pooling, padding):
     """cuDNN gives the CPU path's logits and gradients (cuDNN backward needs train mode)."""

@@ -8,6 +8,7 @@ from lightning_sentiment.data.text import pad_sequences
 from lightning_sentiment.models import LSTMClassifier, MultiHotMLP, SentimentClassifier
 from lightning_sentiment.models import mlp as mlp_module
 from lightning_sentiment.models.mlp import flat_ids
+from lightning_sentiment.models.pooling import Pooling
 from lightning_sentiment.models.sequences import left_align, reverse_within, split_segments
 from tests.helpers import quiet_trainer
 
@@ -32,7 +33,7 @@ def test_left_align_and_reverse_within():
 
 
 @pytest.mark.parametrize("bidirectional", [False, True])
-@pytest.mark.parametrize("pooling", ["last", "max", "mean", "max_mean"])
+@pytest.mark.parametrize("pooling", ["last", "max", "mean", "max_mean", "max_mean_attn"])
 @pytest.mark.parametrize("keras_bias", [False, True])
 def test_lstm_padding_invariance(bidirectional, pooling, keras_bias):
     torch.manual_seed(0)
@@ -58,7 +59,7 @@ def test_lstm_padding_invariance(bidirectional, pooling, keras_bias):
 
 
 @pytest.mark.parametrize("bidirectional", [False, True])
-@pytest.mark.parametrize("pooling", ["max", "mean", "max_mean"])
+@pytest.mark.parametrize("pooling", ["max", "mean", "max_mean", "max_mean_attn"])
 def test_chunked_lstm_pools_independent_segments(bidirectional, pooling):
     """chunk=3: each review is read as segments of 3 tokens, each from a fresh state, and
     the review's features are the segments' features pooled as one sequence."""
@@ -78,14 +79,39 @@ def test_chunked_lstm_pools_independent_segments(bidirectional, pooling):
         review = REVIEWS[2]  # 7 tokens: segments of 3, 3 and 1
         net.chunk = None
         net(torch.stack([review[:3], review[3:6], torch.tensor([review[6], 0, 0])]))
-    segments, lengths = features[-1], torch.tensor([3.0, 3.0, 1.0])
-    if pooling == "max_mean":  # each segment's [max, mean]: maxes of maxes, length-weighted means
-        high, mean = segments.chunk(2, dim=1)
+    segments, lengths, got = features[-1], torch.tensor([3.0, 3.0, 1.0]), features[2][2]
+    if pooling.startswith("max_mean"):  # each segment's [max, mean]: maxes of maxes, length-weighted means
+        high, mean = segments.chunk(len(net.pool_kinds), dim=1)[:2]
         expected = torch.cat([high.amax(0), (mean * lengths[:, None]).sum(0) / 7])
+        got = got[: expected.shape[0]]  # attention's merge: test_pooling_merges_segments_as_one_sequence
     else:
         expected = segments.amax(0) if pooling == "max" else (segments * lengths[:, None]).sum(0) / 7
-    torch.testing.assert_close(features[2][2], expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
     assert not torch.allclose(chunked, whole)
+
+
+@pytest.mark.parametrize("pooling", ["max", "mean", "attn", "max_mean_attn"])
+def test_pooling_merges_segments_as_one_sequence(pooling):
+    """States cut into segments (padded), pooled a segment, then merged, give the
+    features of pooling the states whole: for attention, the softmax over all steps."""
+    torch.manual_seed(0)
+    pool = Pooling(pooling, hidden_dim=4, directions=2)
+    states = [torch.randn(2, 7, 4) for _ in range(2)]  # two reviews of 7 and 5 steps, 2 directions
+    lengths = torch.tensor([7, 5])
+    whole = pool.features(pool(states, lengths))  # (2, F)
+    # segments of 3: review 0 -> steps 0-2, 3-5, 6; review 1 -> 0-2, 3-4 (slots in a 2 x 3 grid)
+    cuts = [(0, 0, 3), (0, 3, 6), (0, 6, 7), (1, 0, 3), (1, 3, 5)]
+    segments = [torch.zeros(5, 3, 4) for _ in range(2)]
+    for d in range(2):
+        for s, (review, start, end) in enumerate(cuts):
+            segments[d][s, : end - start] = states[d][review, start:end]
+    seg_lengths = torch.tensor([3, 3, 1, 3, 2])
+    merged = pool.merge(pool(segments, seg_lengths), seg_lengths, torch.tensor([0, 1, 2, 3, 4]), 2, 3)
+    torch.testing.assert_close(merged, whole)
+    assert whole.shape == (2, 4 * 2 * len(pool.kinds))
+    if "attn" in pool.kinds:  # a weighted mean of real steps only: padding changes nothing
+        states[0][1, 5:] = 1e3
+        torch.testing.assert_close(pool.features(pool(states, lengths)), whole)
 
 
 def test_split_segments_with_a_shorter_first_segment():
@@ -209,7 +235,7 @@ def test_reversed_reading_is_for_one_direction():
 
 
 def test_chunk_and_word_dropout_arguments_are_checked():
-    with pytest.raises(ValueError, match="model.net.chunk=4 needs pooling max, mean or max_mean"):
+    with pytest.raises(ValueError, match="model.net.chunk=4 needs a pooling other than last"):
         LSTMClassifier(10, 4, 4, pooling="last", chunk=4)
     with pytest.raises(ValueError, match="word_dropout=1.0"):
         LSTMClassifier(10, 4, 4, word_dropout=1.0)

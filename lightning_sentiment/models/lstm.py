@@ -7,15 +7,9 @@ from torch import nn
 
 from lightning_sentiment.errors import SettingError, check_choice
 from lightning_sentiment.models.directions import both_directions
+from lightning_sentiment.models.pooling import POOLINGS, Pooling
 from lightning_sentiment.models.recurrent import train_lstm
 from lightning_sentiment.models.sequences import left_align, reverse_within, split_segments
-
-POOLINGS = ("last", "max", "mean", "max_mean")
-
-
-def side_by_side(features: list[torch.Tensor]) -> torch.Tensor:
-    """Poolings' (B, F) features concatenated to (B, k * F); one alone is not copied."""
-    return features[0] if len(features) == 1 else torch.cat(features, dim=1)
 
 
 class LSTMClassifier(nn.Module):
@@ -83,7 +77,7 @@ class LSTMClassifier(nn.Module):
                 "one reads both ways already; set one of them false"
             )
         if chunk is not None and (chunk < 1 or pooling == "last"):
-            raise SettingError(f"model.net.chunk={chunk} needs pooling max, mean or max_mean and a size >= 1")
+            raise SettingError(f"model.net.chunk={chunk} needs a pooling other than last and a size >= 1")
         shares = {
             "word_dropout": word_dropout,
             "recurrent_dropout": recurrent_dropout,
@@ -92,7 +86,7 @@ class LSTMClassifier(nn.Module):
         for name, share in shares.items():
             if not 0.0 <= share < 1.0:
                 raise SettingError(f"model.net.{name}={share} must lie in [0, 1)")
-        self.pooling, self.bidirectional, self.keras_bias = pooling, bidirectional, keras_bias
+        self.bidirectional, self.keras_bias = bidirectional, keras_bias
         self.chunk, self.word_dropout, self.shifted_eval = chunk, word_dropout, shifted_eval
         self.random_offsets = random_offsets
         self.recurrent_dropout, self.weight_dropout = recurrent_dropout, weight_dropout
@@ -112,9 +106,8 @@ class LSTMClassifier(nn.Module):
         self.backward_layers = nn.ModuleList(lstm(s) for s in (sizes if bidirectional else []))
         self.dropout = nn.Dropout(dropout)  # on the embeddings and between LSTM layers
         self.output_dropout = nn.Dropout(dropout if output_dropout is None else output_dropout)
-        # the poolings whose features sit side by side: max_mean is max, then mean
-        self.pool_kinds = ("max", "mean") if pooling == "max_mean" else (pooling,)
-        features = hidden_dim * (2 if bidirectional else 1) * len(self.pool_kinds)
+        self.pool = Pooling(pooling, hidden_dim, 2 if bidirectional else 1)
+        self.pool_kinds, features = self.pool.kinds, self.pool.size
         head: list[nn.Module] = []
         if dense_dim:
             head += [nn.Linear(features, dense_dim), nn.ReLU(), self.output_dropout]
@@ -225,10 +218,10 @@ class LSTMClassifier(nn.Module):
                     h = self.dropout(directions[0])
         # The last layer's directions pool apart: pooling reads either direction's
         # states in any order, so the backward states are never turned around.
-        pooled = self._pool(directions, lengths)  # (B, F), or (S, F) a segment
+        parts = self.pool(directions, lengths)  # a kind's (B, ...), or (S, ...) a segment
         if self.chunk is not None:
-            pooled = self._merge_segments(pooled, lengths, slots, batch, n)
-        return pooled
+            return self.pool.merge(parts, lengths, slots, batch, n)  # (B, F)
+        return self.pool.features(parts)  # (B, F)
 
     def _run(self, layer: nn.LSTM, x: torch.Tensor) -> torch.Tensor:
         """One LSTM layer over x (B, T, I) -> (B, T, H), with its dropouts in training."""
@@ -245,46 +238,3 @@ class LSTMClassifier(nn.Module):
         if self.parallel_directions and x.device.type == "cpu" and not dropouts:
             return both_directions(fwd, bwd, x, x_reversed)
         return self._run(fwd, x), self._run(bwd, x_reversed)
-
-    def _merge_segments(
-        self, pooled: torch.Tensor, lengths: torch.Tensor, slots: torch.Tensor, batch: int, n: int
-    ) -> torch.Tensor:
-        """Pool the segments' (S, F) into their reviews' (B, F), as if pooled in one piece;
-        each pooling's part of the features merged its own way."""
-        parts = pooled.chunk(len(self.pool_kinds), dim=1)
-        kinds = zip(parts, self.pool_kinds, strict=True)
-        return side_by_side([self._merge(part, lengths, slots, batch, n, kind) for part, kind in kinds])
-
-    @staticmethod
-    def _merge(
-        pooled: torch.Tensor, lengths: torch.Tensor, slots: torch.Tensor, batch: int, n: int, kind: str
-    ) -> torch.Tensor:
-        if kind == "max":
-            grid = pooled.new_full((batch * n, pooled.shape[1]), float("-inf"))
-            return grid.index_copy(0, slots, pooled).view(batch, n, -1).amax(1)
-        # mean: weigh each segment's mean by its length
-        sums = pooled.new_zeros((batch * n, pooled.shape[1]))
-        sums = sums.index_copy(0, slots, pooled * lengths[:, None]).view(batch, n, -1).sum(1)
-        total = lengths.new_zeros(batch * n).index_copy(0, slots, lengths).view(batch, n).sum(1)
-        return sums / total[:, None]
-
-    def _pool(self, directions: list[torch.Tensor], lengths: torch.Tensor) -> torch.Tensor:
-        """Each direction's (B, T, H) -> (B, F), ignoring padded steps; features by pooling,
-        then direction: [max fwd, max bwd, mean fwd, mean bwd] for a bidirectional max_mean.
-
-        The backward direction's states are reversed within each length, so its state
-        after the whole review sits, like the forward one's, at step `lengths - 1`."""
-        if self.pooling == "last":
-            rows = torch.arange(lengths.shape[0], device=lengths.device)
-            return side_by_side([h[rows, lengths - 1] for h in directions])  # (B, F)
-        steps = directions[0].shape[1]
-        mask = torch.arange(steps, device=lengths.device)[None, :] < lengths[:, None]  # (B, T)
-        mask = mask[:, :, None]  # (B, T, 1)
-        pooled = [
-            h.masked_fill(~mask, float("-inf")).amax(1)  # (B, H)
-            if kind == "max"
-            else (h * mask).sum(1) / lengths[:, None]  # (B, H)
-            for kind in self.pool_kinds
-            for h in directions
-        ]
-        return side_by_side(pooled)  # (B, F): (B, 4H) for a bidirectional max_mean
