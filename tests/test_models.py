@@ -81,7 +81,7 @@ def test_chunked_lstm_pools_independent_segments(bidirectional, pooling):
         net(torch.stack([review[:3], review[3:6], torch.tensor([review[6], 0, 0])]))
     segments, lengths, got = features[-1], torch.tensor([3.0, 3.0, 1.0]), features[2][2]
     if pooling.startswith("max_mean"):  # each segment's [max, mean]: maxes of maxes, length-weighted means
-        high, mean = segments.chunk(len(net.pool_kinds), dim=1)[:2]
+        high, mean = segments.chunk(len(net.pool.kinds), dim=1)[:2]
         expected = torch.cat([high.amax(0), (mean * lengths[:, None]).sum(0) / 7])
         got = got[: expected.shape[0]]  # attention's merge: test_pooling_merges_segments_as_one_sequence
     else:
@@ -281,7 +281,7 @@ def test_bidirectional_features_equal_torch_bidirectional_lstm(pooling):
     def reference(review: torch.Tensor) -> torch.Tensor:
         out = ref(net.embedding(review[None]))[0][0]  # (T, 2H): forward, then backward
         kinds = {"last": torch.cat([out[-1, :3], out[0, 3:]]), "max": out.amax(0), "mean": out.mean(0)}
-        return torch.cat([kinds[k] for k in net.pool_kinds])
+        return torch.cat([kinds[k] for k in net.pool.kinds])
 
     full = torch.randint(1, 20, (3, 7))
     ragged = torch.tensor([[5, 6, 7, 8, 9, 10, 11], [3, 4, 0, 0, 0, 0, 0], [12, 13, 14, 15, 0, 0, 0]])

@@ -107,7 +107,7 @@ class LSTMClassifier(nn.Module):
         self.dropout = nn.Dropout(dropout)  # on the embeddings and between LSTM layers
         self.output_dropout = nn.Dropout(dropout if output_dropout is None else output_dropout)
         self.pool = Pooling(pooling, hidden_dim, 2 if bidirectional else 1)
-        self.pool_kinds, features = self.pool.kinds, self.pool.size
+        features = self.pool.size
         head: list[nn.Module] = []
         if dense_dim:
             head += [nn.Linear(features, dense_dim), nn.ReLU(), self.output_dropout]

@@ -52,7 +52,10 @@ class Pooling(nn.Module):
 
     def forward(self, directions: list[torch.Tensor], lengths: torch.Tensor) -> list[torch.Tensor]:
         """-> one tensor a kind, (B, D * H); attn's carries its D log-sum-exps after,
-        (B, D * H + D), for `merge` (`features` drops them)."""
+        (B, D * H + D), for `merge` (`features` drops them).
+
+        The backward direction's states are reversed within each length, so its state
+        after the whole review sits, like the forward one's, at step `lengths - 1`."""
         if self.pooling == "last":
             rows = torch.arange(lengths.shape[0], device=lengths.device)
             return [side_by_side([h[rows, lengths - 1] for h in directions])]  # (B, D * H)
@@ -88,19 +91,20 @@ class Pooling(nn.Module):
     def _merge(
         self, pooled: torch.Tensor, lengths: torch.Tensor, slots: torch.Tensor, batch: int, n: int, kind: str
     ) -> torch.Tensor:
+        rows = batch * n  # a (batch, n) grid of segment slots, the empty ones filled
         if kind == "max":
-            grid = pooled.new_full((batch * n, pooled.shape[1]), float("-inf"))
-            return grid.index_copy(0, slots, pooled).view(batch, n, -1).amax(1)
+            return on_grid(pooled, slots, rows, float("-inf")).view(batch, n, -1).amax(1)
         if kind == "attn":  # weigh each segment's mean by its share of exp(scores)
             d = len(self.attention)
             means, totals = pooled[:, :-d], pooled[:, -d:]  # (S, D * H), (S, D)
-            grid = totals.new_full((batch * n, d), float("-inf"))
-            weights = grid.index_copy(0, slots, totals).view(batch, n, d).softmax(1)  # (B, n, D)
-            means = means.new_zeros((batch * n, means.shape[1])).index_copy(0, slots, means)
-            means = means.view(batch, n, d, -1) * weights[..., None]  # (B, n, D, H)
-            return means.sum(1).flatten(1)  # (B, D * H)
+            weights = on_grid(totals, slots, rows, float("-inf")).view(batch, n, d).softmax(1)  # (B, n, D)
+            means = on_grid(means, slots, rows, 0.0).view(batch, n, d, -1)  # (B, n, D, H)
+            return (means * weights[..., None]).sum(1).flatten(1)  # (B, D * H)
         # mean: weigh each segment's mean by its length
-        sums = pooled.new_zeros((batch * n, pooled.shape[1]))
-        sums = sums.index_copy(0, slots, pooled * lengths[:, None]).view(batch, n, -1).sum(1)
-        total = lengths.new_zeros(batch * n).index_copy(0, slots, lengths).view(batch, n).sum(1)
-        return sums / total[:, None]
+        sums = on_grid(pooled * lengths[:, None], slots, rows, 0.0).view(batch, n, -1).sum(1)
+        return sums / on_grid(lengths, slots, rows, 0).view(batch, n).sum(1)[:, None]
+
+
+def on_grid(values: torch.Tensor, slots: torch.Tensor, rows: int, fill: float) -> torch.Tensor:
+    """Segments' values (S, ...) placed at their slots among `rows`, the rest `fill`."""
+    return values.new_full((rows, *values.shape[1:]), fill).index_copy(0, slots, values)
