@@ -378,26 +378,52 @@ def test_mlp_dense_and_bag_paths_agree(weighting, monkeypatch):
     torch.testing.assert_close(grads[0][1], grads[1][1])
 
 
-@pytest.mark.parametrize("vocab_size", [40, 2**32])  # sorted as int32, then as int64
+@pytest.mark.parametrize("vocab_size", [40, 2**20, 2**32])  # sorted as uint16, int32, int64
 def test_flat_ids_lists_each_rows_ids(vocab_size):
     torch.manual_seed(0)
     tokens = torch.randint(0, 40, (4, 30))
     tokens[1] = 0  # an empty review
     tokens[3, :12] = 39  # repeats
-    ids, rows, counts = flat_ids(tokens, vocab_size, distinct=True)
+    ids, counts = flat_ids(tokens, vocab_size, distinct=True)
+    rows = mlp_module.rows_of(counts, len(ids))
     for r, row in enumerate(tokens):
         assert ids[rows == r].tolist() == row[row > 0].unique().tolist()  # ascending, once each
     assert counts.tolist() == [len(row[row > 0].unique()) for row in tokens]
-    ids, rows, counts = flat_ids(tokens, vocab_size, distinct=False)
+    ids, counts = flat_ids(tokens, vocab_size, distinct=False)
     assert ids.tolist() == tokens[tokens > 0].tolist()  # every occurrence, row after row
-    assert rows.tolist() == sum(([r] * int((row > 0).sum()) for r, row in enumerate(tokens)), [])
+    assert ids.dtype == torch.int64
+    expected_rows = sum(([r] * int((row > 0).sum()) for r, row in enumerate(tokens)), [])
+    assert mlp_module.rows_of(counts, len(ids)).tolist() == expected_rows
+
+
+def test_bag_rows_are_made_only_for_backward(monkeypatch):
+    """Each id's row is needed by the bag's backward alone: evaluation (no gradient)
+    never builds it, a training step builds it once."""
+    made = []
+    real_rows_of = mlp_module.rows_of
+    monkeypatch.setattr(mlp_module, "rows_of", lambda *a: made.append(1) or real_rows_of(*a))
+    monkeypatch.setattr(mlp_module, "DENSE_MAX_VOCAB", 0)  # the bag path at any vocabulary
+    torch.manual_seed(0)
+    net = MultiHotMLP(vocab_size=50, hidden_units=4)
+    tokens = torch.randint(0, 50, (3, 9))
+    with torch.no_grad():
+        net(tokens)
+    assert made == []
+    net(tokens).sum().backward()
+    assert made == [1]
+    assert net.first.weight.grad[tokens[0, -1]].abs().sum() > 0
 
 
 def test_sort_rows_keeps_ids_beyond_int32():
-    """Rows are sorted as int32 where the vocabulary fits, as int64 beyond it."""
+    """Rows are sorted in the narrowest type that holds the vocabulary's ids: uint16,
+    int32, then int64, and no id wraps around."""
     tokens = torch.tensor([[2**33 + 1, 5, 0], [7, 2**32, 7]])
     assert mlp_module.sort_rows(tokens, 2**34).tolist() == [[0, 5, 2**33 + 1], [7, 7, 2**32]]
-    assert mlp_module.sort_rows(tokens[:, 1:2], 40).dtype == np.int32
+    small = torch.tensor([[65_535, 3, 0, 40_000], [7, 7, 1, 2]])
+    assert mlp_module.sort_rows(small, 2**16).tolist() == [[0, 3, 40_000, 65_535], [1, 2, 7, 7]]
+    assert mlp_module.sort_rows(small, 2**16).dtype == np.uint16
+    assert mlp_module.sort_rows(small + 2**16, 2**17).tolist() == (small.sort(1).values + 2**16).tolist()
+    assert mlp_module.sort_rows(small, 2**17).dtype == np.int32
 
 
 def test_flat_ids_rejects_ids_beyond_the_vocabulary():

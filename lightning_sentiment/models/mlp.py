@@ -48,40 +48,41 @@ def rows_distinct(tokens: torch.Tensor) -> bool:
 def sort_rows(tokens: torch.Tensor, vocab_size: int) -> np.ndarray:
     """Each row of tokens (B, T), ids below vocab_size, ascending, as a numpy array (CPU only).
 
-    numpy's vectorized (AVX2) sort of short int32 rows: 0.5-0.8 ms for the first 30
-    `keras_mlp` batches (512 x 56-263 tokens) against 1.2-2.5 ms for torch's sort of the
-    flat keys `row * vocab_size + id` (the way before session 18) and 2.2-2.4 ms for
-    torch's sort of each row.
+    numpy's vectorized sort of short rows in the narrowest type that holds the ids:
+    uint16 up to 65,536 words (0.22 ms a `keras_mlp` training batch of 512 x ~200
+    against 0.31 ms as int32, AVX-512), then int32, then int64. torch's sort of the
+    flat keys `row * vocab_size + id` (the way before session 18) took 4-8x longer.
     """
-    dtype = torch.int32 if vocab_size <= 2**31 else torch.int64
-    return np.sort(tokens.to(dtype).numpy(), axis=1)
+    dtype = np.uint16 if vocab_size <= 2**16 else np.int32 if vocab_size <= 2**31 else np.int64
+    return np.sort(tokens.numpy().astype(dtype), axis=1)
 
 
-def flat_ids(tokens: torch.Tensor, vocab_size: int, distinct: bool) -> tuple[torch.Tensor, ...]:
-    """The non-padding ids of tokens (B, T), row after row: (ids (N,), rows (N,), counts (B,)).
+def flat_ids(tokens: torch.Tensor, vocab_size: int, distinct: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """The non-padding ids of tokens (B, T), row after row: (ids (N,), counts (B,)).
 
     distinct: each id once per row (ascending), as a multi-hot needs. Rows that are so
     already (`data.distinct=true`) are only flattened. Otherwise each row is sorted
-    (`sort_rows`) and its repeats dropped: the whole dedupe takes 1.2-1.7 ms for a
-    `keras_mlp` batch against 2.2-2.8 ms with torch ops (2.3-3.1 against 5.9-8.3 ms
-    for the default `mlp`'s words and bigrams), a sixth of a step.
+    (`sort_rows`) and its repeats dropped. numpy throughout: its selection through the
+    flat positions of a mask is 2-3x faster than a 2-D boolean index, numpy's or torch's
+    (session 29: `keras_mlp`'s dedupe 0.94 -> ~0.5 ms a training batch).
     """
     if distinct and tokens.numel() and int(tokens.max()) >= vocab_size:
         raise IndexError(f"token id {int(tokens.max())} is out of range for a vocabulary of {vocab_size}")
     if not distinct or rows_distinct(tokens):
-        real = tokens != 0
-        return with_rows(tokens[real], real.sum(1))
-    ordered = sort_rows(tokens, vocab_size)  # (B, T), padding (0) first in each row
-    keep = ordered != 0
-    keep[:, 1:] &= ordered[:, 1:] != ordered[:, :-1]  # repeats
-    ids = torch.from_numpy(ordered[keep]).long()  # numpy's boolean selection: faster than torch's here
-    return with_rows(ids, torch.from_numpy(keep.sum(1, dtype=np.int64)))
+        keep = tokens.numpy() != 0
+        flat = tokens.numpy().ravel()
+    else:
+        ordered = sort_rows(tokens, vocab_size)  # (B, T), padding (0) first in each row
+        # an id's first place in its sorted row (0 before the row): new ids, never padding
+        keep = np.diff(ordered, axis=1, prepend=ordered.dtype.type(0)) != 0  # (B, T)
+        flat = ordered.ravel()
+    ids = torch.from_numpy(flat[np.flatnonzero(keep)].astype(np.int64))  # (N,)
+    return ids, torch.from_numpy(np.count_nonzero(keep, axis=1))
 
 
-def with_rows(ids: torch.Tensor, counts: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """(ids (N,), the row of each id (N,), counts (B,)) from ids listed row after row."""
-    reviews = torch.arange(len(counts), device=counts.device)
-    return ids, reviews.repeat_interleave(counts, output_size=len(ids)), counts
+def rows_of(counts: torch.Tensor, n: int) -> torch.Tensor:
+    """The row of each of n ids listed row after row, counts (B,) a row: (n,)."""
+    return torch.arange(len(counts), device=counts.device).repeat_interleave(counts, output_size=n)
 
 
 class _BagSum(torch.autograd.Function):
@@ -94,23 +95,24 @@ class _BagSum(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, ids, rows, counts, id_weights, weight):  # (N,), (N,), (B,), (N,) or None, (V, H)
-        ctx.save_for_backward(ids, rows, id_weights)
+    def forward(ctx, ids, counts, id_weights, weight):  # (N,), (B,), (N,) or None, (V, H)
+        # each id's row is made in backward only: evaluation never needs it
+        ctx.save_for_backward(ids, counts, id_weights)
         ctx.weight_shape = weight.shape
         offsets = counts.cumsum(0) - counts  # (B,) where each row's ids start in `ids`
         return F.embedding_bag(ids, weight, offsets, mode="sum", per_sample_weights=id_weights)
 
     @staticmethod
     def backward(ctx, grad):  # grad (B, H)
-        ids, rows, id_weights = ctx.saved_tensors
+        ids, counts, id_weights = ctx.saved_tensors
         # contiguous: an expanded grad (from a sum) makes index_select 10x slower
-        per_id = grad.contiguous().index_select(0, rows)  # (N, H)
+        per_id = grad.contiguous().index_select(0, rows_of(counts, len(ids)))  # (N, H)
         if id_weights is not None:
             per_id = per_id * id_weights[:, None]
         # index_add_ sums the rows of an id that appears in several reviews; on CPU it is
         # 1.3-3x faster than index_put_(accumulate=True)
         grad_weight = grad.new_zeros(ctx.weight_shape).index_add_(0, ids, per_id)
-        return None, None, None, None, grad_weight
+        return None, None, None, grad_weight
 
 
 class MultiHotMLP(nn.Module):
@@ -173,9 +175,9 @@ class MultiHotMLP(nn.Module):
             weights = None if self.feature_weight is None else self.feature_weight[tokens]  # (B, T)
             hidden = self.first(tokens, per_sample_weights=weights)  # (B, H0)
         else:
-            ids, rows, counts = flat_ids(tokens, self.first.num_embeddings, self.weighting != "count")
+            ids, counts = flat_ids(tokens, self.first.num_embeddings, self.weighting != "count")
             weights = None if self.feature_weight is None else self.feature_weight[ids]  # (N,)
-            hidden = _BagSum.apply(ids, rows, counts, weights, self.first.weight)  # (B, H0)
+            hidden = _BagSum.apply(ids, counts, weights, self.first.weight)  # (B, H0)
         return self.rest(hidden + self.first_bias).squeeze(-1)
 
     def _dense_input(self, tokens: torch.Tensor) -> torch.Tensor:
