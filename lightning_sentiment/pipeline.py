@@ -220,7 +220,9 @@ def _from_checkpoint(cfg: DictConfig, ckpt_path: str) -> tuple[SentimentDataModu
     )
     datamodule.vocab = vocab
     hp = ckpt["hyper_parameters"]
-    model = SentimentClassifier(**{k: hp[k] for k in ("net", "optimizer", "scheduler", "loss") if k in hp})
+    model = SentimentClassifier(
+        **{k: hp[k] for k in ("net", "optimizer", "scheduler", "loss", "label_smoothing") if k in hp}
+    )
     return datamodule, model
 
 

@@ -1,10 +1,12 @@
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from lightning_sentiment.data.batching import EncodedReviews
 from lightning_sentiment.data.text import pad_sequences
+from lightning_sentiment.errors import SettingError
 from lightning_sentiment.models import LSTMClassifier, MultiHotMLP, SentimentClassifier
 from lightning_sentiment.models import mlp as mlp_module
 from lightning_sentiment.models.mlp import flat_ids
@@ -489,6 +491,33 @@ def test_lightning_module_rebuilds_from_checkpoint_hparams(tmp_path):
     assert isinstance(module.configure_optimizers()["optimizer"], torch.optim.Adam)
     with pytest.raises(ValueError, match="model.loss"):
         SentimentClassifier(net=net_cfg, optimizer=opt_cfg, loss="hinge")
+
+
+@pytest.mark.parametrize("loss_name", ["bce", "mse"])
+def test_label_smoothing_moves_training_targets_only(loss_name):
+    """With label_smoothing eps, training fits 1 - eps/2 and eps/2; evaluation's loss is
+    the plain one, so validation losses of runs with and without it compare."""
+    net_cfg = {"_target_": "lightning_sentiment.models.MultiHotMLP", "vocab_size": 20, "hidden_dims": [4]}
+    opt_cfg = {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 0.01}
+    torch.manual_seed(0)
+    module = SentimentClassifier(net=net_cfg, optimizer=opt_cfg, loss=loss_name, label_smoothing=0.2)
+    tokens, labels = torch.randint(1, 20, (4, 5)), torch.tensor([0.0, 1.0, 1.0, 0.0])
+    smoothed = torch.tensor([0.1, 0.9, 0.9, 0.1])
+
+    def expected(probs, targets):
+        if loss_name == "mse":
+            return torch.mean((probs - targets) ** 2)
+        return F.binary_cross_entropy(probs, targets)
+
+    loss, probs, returned = module.train().model_step((tokens, labels))
+    torch.testing.assert_close(loss, expected(probs, smoothed))
+    assert torch.equal(returned, labels)  # accuracy is counted against the true labels
+    loss, probs, _ = module.eval().model_step((tokens, labels))
+    torch.testing.assert_close(loss, expected(probs, labels))
+    assert module.hparams.label_smoothing == 0.2  # saved: a resumed run smooths the same
+    for bad in (-0.1, 1.0):
+        with pytest.raises(SettingError, match=f"model.label_smoothing={bad} must be in"):
+            SentimentClassifier(net=net_cfg, optimizer=opt_cfg, label_smoothing=bad)
 
 
 def n_params(module: torch.nn.Module) -> int:

@@ -44,11 +44,14 @@ class SentimentClassifier(LeanLightningModule):
         scheduler: dict | None = None,
         loss: str = "bce",
         adversarial_eps: float = 0.0,
+        label_smoothing: float = 0.0,
     ) -> None:
         super().__init__()
         check_choice("model.loss", loss, LOSSES)
         if adversarial_eps < 0:
             raise SettingError(f"model.adversarial_eps={adversarial_eps} must be >= 0 (0: off)")
+        if not 0 <= label_smoothing < 1:
+            raise SettingError(f"model.label_smoothing={label_smoothing} must be in [0, 1) (0: off)")
         self.save_hyperparameters(
             {
                 "net": _plain(net),
@@ -56,11 +59,13 @@ class SentimentClassifier(LeanLightningModule):
                 "scheduler": _plain(scheduler),
                 "loss": loss,
                 "adversarial_eps": adversarial_eps,
+                "label_smoothing": label_smoothing,
             }
         )
         self.net = instantiate(self.hparams.net)
         self.loss_name = loss
         self.adversarial_eps = adversarial_eps
+        self.label_smoothing = label_smoothing
         if adversarial_eps:
             embedding_of(self.net)  # fail now, not at the first step
         # Validation and test: torchmetrics. Training: running sums on the device, because
@@ -80,10 +85,13 @@ class SentimentClassifier(LeanLightningModule):
         tokens, labels = batch[0], batch[1]
         logits = self(tokens).float()  # (B,); float so mixed precision keeps an fp32 loss
         probs = torch.sigmoid(logits)
+        targets = labels
+        if self.training and self.label_smoothing:  # training only: eval losses stay comparable
+            targets = labels * (1 - self.label_smoothing) + self.label_smoothing / 2  # 1 -> 1 - eps/2
         if self.loss_name == "bce":
-            loss = F.binary_cross_entropy_with_logits(logits, labels)
+            loss = F.binary_cross_entropy_with_logits(logits, targets)
         else:  # Keras' "mse" on the sigmoid output
-            loss = F.mse_loss(probs, labels)
+            loss = F.mse_loss(probs, targets)
         return loss, probs, labels
 
     def _eval_step(self, batch, split: str) -> torch.Tensor:
