@@ -69,8 +69,8 @@ def flat_ids(tokens: torch.Tensor, vocab_size: int, distinct: bool) -> tuple[tor
     if distinct and tokens.numel() and int(tokens.max()) >= vocab_size:
         raise IndexError(f"token id {int(tokens.max())} is out of range for a vocabulary of {vocab_size}")
     if not distinct or rows_distinct(tokens):
-        keep = tokens.numpy() != 0
-        flat = tokens.numpy().ravel()
+        array = tokens.numpy()  # (B, T)
+        keep, flat = array != 0, array.ravel()
     else:
         ordered = sort_rows(tokens, vocab_size)  # (B, T), padding (0) first in each row
         # an id's first place in its sorted row (0 before the row): new ids, never padding
