@@ -592,3 +592,52 @@ def test_epoch_training_metrics_are_means_over_every_review_of_the_epoch():
     assert float(trainer.callback_metrics["train/loss"]) == pytest.approx(loss, rel=1e-6)
     assert float(trainer.callback_metrics["train/acc"]) == pytest.approx(correct / 16)
     assert module.history[0]["train/acc"] == pytest.approx(correct / 16)
+
+
+def test_next_word_loss_is_the_language_model_loss_of_the_forward_states():
+    """next_word=1: every step with a next token in its row predicts it from the last
+    layer's forward states; aux_loss is that mean loss times the weight. Evaluation
+    neither computes it nor changes its logits."""
+    torch.manual_seed(0)
+    net = LSTMClassifier(12, 5, 6, pooling="max", next_word=1.0, next_word_weight=0.5)
+    tokens = torch.tensor([[0, 0, 3, 4, 5], [6, 7, 2, 9, 11]])  # pre-padded: 3 and 5 real tokens
+    logits = net.train()(tokens)
+    aligned, lengths = left_align(tokens)
+    states = net.forward_layers[0](net.embedding(aligned))[0]  # no dropout set: the same states
+    log_probs = net.next_word_head.log_prob(states[:, :-1].reshape(-1, 6)).view(2, 4, 12)
+    targets = aligned[:, 1:]  # (2, 4)
+    real = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1]], dtype=torch.bool)  # steps with a next token
+    expected = -log_probs.gather(2, targets[:, :, None])[:, :, 0][real].mean() * 0.5
+    torch.testing.assert_close(net.aux_loss, expected)
+    net.aux_loss.backward()
+    assert net.embedding.weight.grad.abs().sum() > 0  # it trains the LSTM's inputs too
+    torch.manual_seed(0)
+    plain = LSTMClassifier(12, 5, 6, pooling="max")  # the same weights but the next-word head
+    torch.testing.assert_close(net.eval()(tokens), plain.eval()(tokens))
+    assert net.aux_loss is None and logits.shape == (2,)
+
+
+def test_next_word_loss_is_added_to_training_only_and_checked():
+    net_cfg = {
+        "_target_": "lightning_sentiment.models.LSTMClassifier",
+        "vocab_size": 12,
+        "embed_dim": 4,
+        "hidden_dim": 4,
+        "pooling": "max_mean",
+        "chunk": 3,
+        "next_word": 0.5,
+    }
+    opt_cfg = {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 0.01}
+    module = SentimentClassifier(net=net_cfg, optimizer=opt_cfg)
+    module.log = lambda *args, **kwargs: None  # no trainer attached
+    batch = (torch.randint(1, 12, (4, 9)), torch.tensor([0.0, 1.0, 1.0, 0.0]))
+    torch.manual_seed(1)
+    total = module.train().training_step(batch, 0)
+    aux = module.net.aux_loss
+    torch.manual_seed(1)
+    loss, _, _ = module.model_step(batch)  # the same draws: the sentiment loss alone
+    torch.testing.assert_close(total, loss + aux)
+    assert aux > 0
+    for bad in (-0.1, 1.5):
+        with pytest.raises(SettingError, match=f"model.net.next_word={bad} must lie in"):
+            LSTMClassifier(12, 4, 4, next_word=bad)

@@ -43,6 +43,10 @@ class LSTMClassifier(nn.Module):
     to every input step saying which way; evaluation averages the logits of both
     readings (four with `shifted_eval`). One set of weights, one direction at a time:
     no state sees both sides of a word, as a bidirectional layer's does.
+    `next_word`: in training, the last layer's forward states also predict the next
+    token of their row (an adaptive softmax) at a random `next_word` share of the steps,
+    and `aux_loss` holds that loss times `next_word_weight` for the module to add: a
+    language model of the training reviews themselves (no other text) as a regularizer.
     """
 
     def __init__(
@@ -67,6 +71,8 @@ class LSTMClassifier(nn.Module):
         weight_dropout: float = 0.0,
         parallel_directions: bool = False,
         reversed_reading: bool = False,
+        next_word: float = 0.0,
+        next_word_weight: float = 0.1,
     ) -> None:
         super().__init__()
         check_choice("model.net.pooling", pooling, POOLINGS)
@@ -86,11 +92,15 @@ class LSTMClassifier(nn.Module):
         for name, share in shares.items():
             if not 0.0 <= share < 1.0:
                 raise SettingError(f"model.net.{name}={share} must lie in [0, 1)")
+        if not 0.0 <= next_word <= 1.0:
+            raise SettingError(f"model.net.next_word={next_word} must lie in [0, 1] (a share of steps)")
         self.bidirectional, self.keras_bias = bidirectional, keras_bias
         self.chunk, self.word_dropout, self.shifted_eval = chunk, word_dropout, shifted_eval
         self.random_offsets = random_offsets
         self.recurrent_dropout, self.weight_dropout = recurrent_dropout, weight_dropout
         self.parallel_directions = parallel_directions
+        self.next_word, self.next_word_weight = next_word, next_word_weight
+        self.aux_loss: torch.Tensor | None = None  # the last training forward's next-word term
         self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
         # added to each input step of a backward reading; zero at first: no hint yet
         self.backward_hint = nn.Parameter(torch.zeros(embed_dim)) if reversed_reading else None
@@ -113,6 +123,11 @@ class LSTMClassifier(nn.Module):
             head += [nn.Linear(features, dense_dim), nn.ReLU(), self.output_dropout]
             features = dense_dim
         self.head = nn.Sequential(*head, nn.Linear(features, 1))
+        # frequent words in the head; rarer ones in clusters of smaller projections
+        cutoffs = [c for c in (2000, 10000) if c < vocab_size - 1] or [max(1, vocab_size // 2)]
+        self.next_word_head = None
+        if next_word:
+            self.next_word_head = nn.AdaptiveLogSoftmaxWithLoss(hidden_dim, vocab_size, cutoffs, div_value=4)
         if init == "keras":
             self._keras_init(hidden_dim, extra)
         if embed_init_range is not None:
@@ -141,6 +156,7 @@ class LSTMClassifier(nn.Module):
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """tokens (B, T) int64 with 0 = padding -> logits (B,)."""
+        self.aux_loss = None
         tokens, lengths = left_align(tokens)
         lengths = lengths.clamp(min=1)  # an empty review reads one padding step
         if self.backward_hint is None:
@@ -216,12 +232,26 @@ class LSTMClassifier(nn.Module):
                     h = self.dropout(torch.cat(directions, dim=-1))
                 else:
                     h = self.dropout(directions[0])
+        if self.training and self.next_word_head is not None:
+            self.aux_loss = self.next_word_weight * self._next_word_loss(directions[0], tokens, lengths)
         # The last layer's directions pool apart: pooling reads either direction's
         # states in any order, so the backward states are never turned around.
         parts = self.pool(directions, lengths)  # a kind's (B, ...), or (S, ...) a segment
         if self.chunk is not None:
             return self.pool.merge(parts, lengths, slots, batch, n)  # (B, F)
         return self.pool.features(parts)  # (B, F)
+
+    def _next_word_loss(self, states: torch.Tensor, tokens: torch.Tensor, lengths: torch.Tensor):
+        """Mean next-token loss of forward states (N, T, H) at a random `next_word` share of
+        the steps that have a next token in their row (N, T) of `lengths` (N,)."""
+        steps = torch.arange(tokens.shape[1] - 1, device=tokens.device)
+        pick = steps < (lengths[:, None] - 1)  # (N, T - 1): a next token exists
+        pick &= torch.rand(pick.shape, device=pick.device) < self.next_word
+        # the true next ids: word dropout zeroed embeddings, not the ids
+        inputs, targets = self.dropout(states[:, :-1][pick]), tokens[:, 1:][pick]  # (P, H), (P,)
+        if targets.numel() == 0:  # nothing drawn: a zero that keeps the head in the graph
+            return states.sum() * 0.0
+        return self.next_word_head(inputs.float(), targets).loss
 
     def _run(self, layer: nn.LSTM, x: torch.Tensor) -> torch.Tensor:
         """One LSTM layer over x (B, T, I) -> (B, T, H), with its dropouts in training."""

@@ -119,6 +119,10 @@ class SentimentClassifier(LeanLightningModule):
         else:
             loss, probs, labels = self.model_step(batch)
             total = loss
+        aux = getattr(self.net, "aux_loss", None)  # a network's own training term (next-word)
+        if aux is not None:  # reported apart: train/loss stays the sentiment loss
+            total = total + aux
+            self.log("train/aux_loss", aux.detach(), on_step=False, on_epoch=True)
         with torch.no_grad():  # accumulated on the device: no host sync per step
             loss_sum = loss * labels.numel()
             correct = ((probs >= 0.5) == (labels >= 0.5)).sum()
