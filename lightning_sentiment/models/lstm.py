@@ -123,10 +123,9 @@ class LSTMClassifier(nn.Module):
             head += [nn.Linear(features, dense_dim), nn.ReLU(), self.output_dropout]
             features = dense_dim
         self.head = nn.Sequential(*head, nn.Linear(features, 1))
-        # frequent words in the head; rarer ones in clusters of smaller projections
-        cutoffs = [c for c in (2000, 10000) if c < vocab_size - 1] or [max(1, vocab_size // 2)]
         self.next_word_head = None
-        if next_word:
+        if next_word:  # frequent words in the head; rarer ones in clusters of smaller projections
+            cutoffs = [c for c in (2000, 10000) if c < vocab_size - 1] or [max(1, vocab_size // 2)]
             self.next_word_head = nn.AdaptiveLogSoftmaxWithLoss(hidden_dim, vocab_size, cutoffs, div_value=4)
         if init == "keras":
             self._keras_init(hidden_dim, extra)
