@@ -49,7 +49,9 @@ class SentimentPredictor:
         data = ckpt[DATA_STATE_KEY]
         self.vocab = Vocabulary.from_state_dict(data["vocab"])
         prep = data["preprocessing"]
-        self.tokenizer = Tokenizer(prep["lowercase"], prep["filters"], prep["strip_html"])
+        self.tokenizer = Tokenizer(
+            prep["lowercase"], prep["filters"], prep["strip_html"], prep.get("split_chars", "")
+        )
         self.max_len, self.padding, self.truncating = prep["max_len"], prep["padding"], prep["truncating"]
         self.ngrams = prep.get("ngrams", 1)
         self.net = build_net(ckpt["hyper_parameters"]["net"])

@@ -107,3 +107,13 @@ def test_cli_bad_files(trained, capsys, tmp_path):
     assert code == 2 and "does not exist" in err
     with pytest.raises(SentimentError, match="another kind"):
         SentimentPredictor(other)
+
+
+def test_prediction_tokenizes_as_training_did(tmp_path, tiny_archive):
+    """data.split_chars travels in the checkpoint: prediction makes the same tokens."""
+    cfg = compose_train_cfg(
+        tmp_path, tiny_archive, ["model=mlp", "trainer.max_epochs=1", "data.split_chars='!'"]
+    )
+    predictor = SentimentPredictor(train(cfg)["best_model_path"])
+    assert predictor.tokenizer.tokenize("Great!") == ["great", "!"]
+    assert predictor.predict(["Great!"])[0].tokens == 2

@@ -16,6 +16,19 @@ def test_tokenizer_options():
     assert Tokenizer(filters="!").tokenize("a,b! c") == ["a,b", "c"]
 
 
+def test_split_chars_become_tokens_of_their_own():
+    tok = Tokenizer(split_chars="!?")
+    text = "Great!!<br />Really? 10/10!"
+    assert tok.tokenize(text) == ["great", "!", "!", "really", "?", "10", "10", "!"]
+    assert [w.decode() for w in tok.tokenize_corpus([text])[0]] == tok.tokenize(text)
+    assert Tokenizer(filters="", split_chars="!").tokenize("a!b,c") == ["a", "!", "b,c"]  # filters or not
+    # only set ones join the settings: the default's cache key and checkpoints stay as they were
+    assert "split_chars" not in Tokenizer().settings() and tok.settings()["split_chars"] == "!?"
+    assert Tokenizer(**tok.settings()).tokenize(text) == tok.tokenize(text)
+    with pytest.raises(ValueError, match="data.split_chars=' ' holds whitespace"):
+        Tokenizer(split_chars=" ")
+
+
 def test_corpus_tokenization_equals_single_review():
     tok = Tokenizer()
     texts = ["Great film!", "", "Ünïcode wörds, ok?<br />Fine", "sep\x01inside"]

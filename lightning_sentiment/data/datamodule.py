@@ -47,6 +47,7 @@ class SentimentDataModule(pl.LightningDataModule):
         lowercase: bool = True,
         filters: str = KERAS_FILTERS,
         strip_html: bool = True,
+        split_chars: str = "",
         ngrams: int = 1,
         ngram_min_count: int = 2,
         distinct: bool = False,
@@ -70,7 +71,7 @@ class SentimentDataModule(pl.LightningDataModule):
                 f"data.ngrams={ngrams} is not allowed: use 1 (words) or 2 (words and bigrams)"
             )
         self.save_hyperparameters(logger=False)
-        self.tokenizer = Tokenizer(lowercase, filters, strip_html)
+        self.tokenizer = Tokenizer(lowercase, filters, strip_html, split_chars)
         self.vocab: Vocabulary | None = None
         self.corpus: Corpus | None = None
         self.splits: dict[str, EncodedReviews] = {}

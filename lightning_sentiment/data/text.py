@@ -1,7 +1,8 @@
 """Tokenization, vocabulary and padding with the classic Keras semantics.
 
 Keras' `Tokenizer` lowercases, maps every character of `filters` to a space and
-splits on spaces; `pad_sequences` pads and truncates at the front ("pre") or the
+splits on spaces (`split_chars`, not in Keras, makes characters such as "!" tokens of
+their own instead); `pad_sequences` pads and truncates at the front ("pre") or the
 back ("post"). The same functions serve training (a whole corpus at once) and
 prediction (a few strings), so both see identical tokens.
 """
@@ -27,17 +28,31 @@ class Tokenizer:
     occur inside multi-byte UTF-8 characters, so splitting bytes is safe.
     """
 
-    def __init__(self, lowercase: bool = True, filters: str = KERAS_FILTERS, strip_html: bool = True) -> None:
-        if not filters.isascii():
-            raise ValueError("data.filters must hold ASCII characters only")
+    def __init__(
+        self,
+        lowercase: bool = True,
+        filters: str = KERAS_FILTERS,
+        strip_html: bool = True,
+        split_chars: str = "",
+    ) -> None:
+        if not (filters + split_chars).isascii():
+            raise ValueError("data.filters and data.split_chars must hold ASCII characters only")
+        if any(c.isspace() for c in split_chars):
+            raise ValueError(f"data.split_chars={split_chars!r} holds whitespace, which never makes a token")
         self.lowercase = lowercase
         self.filters = filters
         self.strip_html = strip_html
-        raw = filters.encode()
+        self.split_chars = split_chars
+        # split_chars become tokens of their own even where filters would drop them
+        raw = "".join(c for c in filters if c not in split_chars).encode()
         self._table = bytes.maketrans(raw, b" " * len(raw))
+        self._spaced = [(c.encode(), f" {c} ".encode()) for c in dict.fromkeys(split_chars)]
 
     def settings(self) -> dict:
-        return {"lowercase": self.lowercase, "filters": self.filters, "strip_html": self.strip_html}
+        settings = {"lowercase": self.lowercase, "filters": self.filters, "strip_html": self.strip_html}
+        if self.split_chars:  # only when set: the default's cache key and checkpoints stay as they were
+            settings["split_chars"] = self.split_chars
+        return settings
 
     def _encode(self, text: str) -> bytes:
         """UTF-8 bytes, lowercased as `str.lower` would but for ASCII letters, which
@@ -52,6 +67,8 @@ class Tokenizer:
             data = data.lower()  # ASCII letters only; the rest was lowered in `_encode`
         if self.strip_html:
             data = data.replace(b"<br />", b" ").replace(b"<br/>", b" ").replace(b"<br>", b" ")
+        for char, spaced in self._spaced:  # after <br />: its "/" is no token
+            data = data.replace(char, spaced)
         return data.translate(self._table)
 
     def tokenize(self, text: str) -> list[str]:
