@@ -629,7 +629,6 @@ def test_next_word_loss_is_added_to_training_only_and_checked():
     }
     opt_cfg = {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 0.01}
     module = SentimentClassifier(net=net_cfg, optimizer=opt_cfg)
-    module.log = lambda *args, **kwargs: None  # no trainer attached
     batch = (torch.randint(1, 12, (4, 9)), torch.tensor([0.0, 1.0, 1.0, 0.0]))
     torch.manual_seed(1)
     total = module.train().training_step(batch, 0)
@@ -638,6 +637,21 @@ def test_next_word_loss_is_added_to_training_only_and_checked():
     loss, _, _ = module.model_step(batch)  # the same draws: the sentiment loss alone
     torch.testing.assert_close(total, loss + aux)
     assert aux > 0
+    # a frozen epoch with every step drawn and no dropout: train/aux_loss is the mean over its reviews
+    frozen = {"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.0}
+    module = SentimentClassifier(net=net_cfg | {"next_word": 1.0}, optimizer=frozen)
+    gen = torch.Generator().manual_seed(2)
+    labels = torch.tensor([0.0, 1.0, 1.0, 0.0, 1.0])
+    batches = [(torch.randint(1, 12, (n, 9), generator=gen), labels[:n]) for n in (5, 3)]
+    trainer = quiet_trainer(max_epochs=1, enable_checkpointing=False, limit_val_batches=0)
+    trainer.fit(module, train_dataloaders=torch.utils.data.DataLoader(batches, batch_size=None))
+    module.train()
+    per_batch = []
+    for b in batches:
+        module.model_step(b)
+        per_batch.append(float(module.net.aux_loss) * len(b[1]))
+    assert float(trainer.callback_metrics["train/aux_loss"]) == pytest.approx(sum(per_batch) / 8, rel=1e-5)
+    assert module.history[0]["train/aux_loss"] == pytest.approx(sum(per_batch) / 8, rel=1e-5)
     for bad in (-0.1, 1.5):
         with pytest.raises(SettingError, match=f"model.net.next_word={bad} must lie in"):
             LSTMClassifier(12, 4, 4, next_word=bad)

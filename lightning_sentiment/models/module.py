@@ -75,6 +75,7 @@ class SentimentClassifier(LeanLightningModule):
         self.val_acc_best = MaxMetric()
         self.history: dict[int, dict] = {}  # epoch -> metrics, for curves.png
         self._train_sums: tuple[torch.Tensor, torch.Tensor, int] | None = None  # loss sum, correct, count
+        self._aux_sum: torch.Tensor | None = None  # the network's own training term, summed as the loss
         self._epoch_start = time.perf_counter()
         self._resume_changes: dict[str, dict] = {}  # optimizer/scheduler settings a resume changed
 
@@ -122,10 +123,12 @@ class SentimentClassifier(LeanLightningModule):
         aux = getattr(self.net, "aux_loss", None)  # a network's own training term (next-word)
         if aux is not None:  # reported apart: train/loss stays the sentiment loss
             total = total + aux
-            self.log("train/aux_loss", aux.detach(), on_step=False, on_epoch=True)
         with torch.no_grad():  # accumulated on the device: no host sync per step
             loss_sum = loss * labels.numel()
             correct = ((probs >= 0.5) == (labels >= 0.5)).sum()
+            if aux is not None:  # summed as the loss is, not a `self.log` call a step
+                aux_sum = aux * labels.numel()
+                self._aux_sum = aux_sum if self._aux_sum is None else self._aux_sum.add_(aux_sum)
             if self._train_sums is None:
                 self._train_sums = (loss_sum, correct, labels.numel())
             else:  # in place, two ops: stacking a (3,) tensor cost ~0.1 ms a CPU step
@@ -143,7 +146,7 @@ class SentimentClassifier(LeanLightningModule):
             )
 
     def on_train_epoch_start(self) -> None:
-        self._train_sums = None
+        self._train_sums = self._aux_sum = None
         self._epoch_start = time.perf_counter()
 
     def on_train_epoch_end(self) -> None:
@@ -154,10 +157,14 @@ class SentimentClassifier(LeanLightningModule):
         if self._train_sums is None:
             return
         loss_sum, correct, count = self._train_sums
-        sums = torch.stack([loss_sum.float(), correct.float(), loss_sum.new_tensor(float(count))])
-        loss_sum, correct, count = self.trainer.strategy.reduce(sums, reduce_op="sum")
+        aux = [] if self._aux_sum is None else [self._aux_sum.float()]
+        sums = torch.stack([loss_sum.float(), correct.float(), loss_sum.new_tensor(float(count)), *aux])
+        loss_sum, correct, count, *aux = self.trainer.strategy.reduce(sums, reduce_op="sum")
         self._check_finite(loss_sum)
         self._log_epoch("train", loss_sum / count, correct / count)
+        if aux:
+            self.log("train/aux_loss", aux[0] / count)
+            self._record({"train/aux_loss": float(aux[0] / count)})
 
     def _log_epoch(self, split: str, loss: torch.Tensor, acc: torch.Tensor) -> None:
         self.log(f"{split}/loss", loss, prog_bar=split == "train")
