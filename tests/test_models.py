@@ -655,3 +655,47 @@ def test_next_word_loss_is_added_to_training_only_and_checked():
     for bad in (-0.1, 1.5):
         with pytest.raises(SettingError, match=f"model.net.next_word={bad} must lie in"):
             LSTMClassifier(12, 4, 4, next_word=bad)
+
+
+def test_segment_logits_are_each_segment_read_as_a_review_of_its_own():
+    """segment_loss: in training, every segment's logit is what the network gives that
+    segment alone; evaluation neither computes them nor changes its logits."""
+    torch.manual_seed(0)
+    net = LSTMClassifier(50, 8, 8, pooling="max_mean", chunk=4, segment_loss=0.5).train()
+    tokens = torch.tensor([[5, 6, 7, 8, 9, 10, 11, 12, 13, 14], [0, 0, 0, 0, 0, 3, 4, 5, 6, 7]])
+    net(tokens)
+    logits, reviews = net.segment_logits
+    assert reviews.tolist() == [0, 0, 0, 1, 1]  # 4 + 4 + 2 tokens, then 4 + 1
+    segments = [[5, 6, 7, 8], [9, 10, 11, 12], [13, 14], [3, 4, 5, 6], [7]]
+    alone = torch.stack([net(torch.tensor([s]))[0] for s in segments])
+    torch.testing.assert_close(logits, alone)
+    torch.manual_seed(0)
+    plain = LSTMClassifier(50, 8, 8, pooling="max_mean", chunk=4)
+    torch.testing.assert_close(net.eval()(tokens), plain.eval()(tokens))
+    assert net.segment_logits is None
+    with pytest.raises(SettingError, match="segment_loss=0.5 needs model.net.chunk"):
+        LSTMClassifier(50, 8, 8, pooling="max", segment_loss=0.5)
+
+
+def test_segment_loss_is_added_to_the_training_loss_with_its_weight():
+    net_cfg = {
+        "_target_": "lightning_sentiment.models.LSTMClassifier",
+        "vocab_size": 12,
+        "embed_dim": 4,
+        "hidden_dim": 4,
+        "pooling": "max_mean",
+        "chunk": 3,
+        "segment_loss": 0.25,
+    }
+    opt_cfg = {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 0.01}
+    module = SentimentClassifier(net=net_cfg, optimizer=opt_cfg).train()
+    labels = torch.tensor([0.0, 1.0, 1.0, 0.0])
+    batch = (torch.randint(1, 12, (4, 9)), labels)
+    torch.manual_seed(1)
+    total = module.training_step(batch, 0)
+    torch.manual_seed(1)
+    loss, _, _ = module.model_step(batch)  # the same draws: the review loss alone
+    logits, reviews = module.net.segment_logits
+    assert reviews.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]
+    expected = 0.25 * F.binary_cross_entropy_with_logits(logits, labels[reviews])
+    torch.testing.assert_close(total, loss + expected)

@@ -47,6 +47,11 @@ class LSTMClassifier(nn.Module):
     token of their row (an adaptive softmax) at a random `next_word` share of the steps,
     and `aux_loss` holds that loss times `next_word_weight` for the module to add: a
     language model of the training reviews themselves (no other text) as a regularizer.
+    `segment_loss`: with `chunk`, in training each segment's own pooled features also go
+    through the head, and `segment_logits` holds those logits (S,) with each segment's
+    review (S,), for the module to add `segment_loss` times their loss against the
+    review's label: every segment read as a short review of its own (target replication,
+    Lipton et al. 2016), so each one gets a gradient, not only those max pooling picks.
     """
 
     def __init__(
@@ -73,6 +78,7 @@ class LSTMClassifier(nn.Module):
         reversed_reading: bool = False,
         next_word: float = 0.0,
         next_word_weight: float = 0.1,
+        segment_loss: float = 0.0,
     ) -> None:
         super().__init__()
         check_choice("model.net.pooling", pooling, POOLINGS)
@@ -92,6 +98,10 @@ class LSTMClassifier(nn.Module):
         for name, share in shares.items():
             if not 0.0 <= share < 1.0:
                 raise SettingError(f"model.net.{name}={share} must lie in [0, 1)")
+        if segment_loss < 0 or (segment_loss and chunk is None):
+            raise SettingError(
+                f"model.net.segment_loss={segment_loss} needs model.net.chunk (segments) and a weight >= 0"
+            )
         if not 0.0 <= next_word <= 1.0:
             raise SettingError(f"model.net.next_word={next_word} must lie in [0, 1] (a share of steps)")
         self.bidirectional, self.keras_bias = bidirectional, keras_bias
@@ -101,6 +111,9 @@ class LSTMClassifier(nn.Module):
         self.parallel_directions = parallel_directions
         self.next_word, self.next_word_weight = next_word, next_word_weight
         self.aux_loss: torch.Tensor | None = None  # the last training forward's next-word term
+        self.segment_loss = segment_loss
+        # the last training forward's segment logits (S,) and their reviews (S,)
+        self.segment_logits: tuple[torch.Tensor, torch.Tensor] | None = None
         self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
         # added to each input step of a backward reading; zero at first: no hint yet
         self.backward_hint = nn.Parameter(torch.zeros(embed_dim)) if reversed_reading else None
@@ -155,7 +168,7 @@ class LSTMClassifier(nn.Module):
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """tokens (B, T) int64 with 0 = padding -> logits (B,)."""
-        self.aux_loss = None
+        self.aux_loss = self.segment_logits = None
         tokens, lengths = left_align(tokens)
         lengths = lengths.clamp(min=1)  # an empty review reads one padding step
         if self.backward_hint is None:
@@ -236,6 +249,8 @@ class LSTMClassifier(nn.Module):
         # The last layer's directions pool apart: pooling reads either direction's
         # states in any order, so the backward states are never turned around.
         parts = self.pool(directions, lengths)  # a kind's (B, ...), or (S, ...) a segment
+        if self.training and self.segment_loss and self.chunk is not None:
+            self.segment_logits = (self._logits(self.pool.features(parts)), slots // n)  # (S,), (S,)
         if self.chunk is not None:
             return self.pool.merge(parts, lengths, slots, batch, n)  # (B, F)
         return self.pool.features(parts)  # (B, F)

@@ -121,6 +121,12 @@ class SentimentClassifier(LeanLightningModule):
             loss, probs, labels = self.model_step(batch)
             total = loss
         aux = getattr(self.net, "aux_loss", None)  # a network's own training term (next-word)
+        segments = getattr(self.net, "segment_logits", None)  # each segment read as a review
+        if segments is not None:
+            logits, reviews = segments
+            seg_loss = F.binary_cross_entropy_with_logits(logits.float(), labels[reviews].float())
+            seg_loss = self.net.segment_loss * seg_loss
+            aux = seg_loss if aux is None else aux + seg_loss
         if aux is not None:  # reported apart: train/loss stays the sentiment loss
             total = total + aux
         with torch.no_grad():  # accumulated on the device: no host sync per step
