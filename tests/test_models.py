@@ -617,16 +617,21 @@ def test_next_word_loss_is_the_language_model_loss_of_the_forward_states():
     assert net.aux_loss is None and logits.shape == (2,)
 
 
-def test_next_word_loss_is_added_to_training_only_and_checked():
-    net_cfg = {
+def _segmented_lstm_cfg(**options) -> dict:
+    """A tiny segmented LSTM's config for SentimentClassifier, with `options` added."""
+    return {
         "_target_": "lightning_sentiment.models.LSTMClassifier",
         "vocab_size": 12,
         "embed_dim": 4,
         "hidden_dim": 4,
         "pooling": "max_mean",
         "chunk": 3,
-        "next_word": 0.5,
+        **options,
     }
+
+
+def test_next_word_loss_is_added_to_training_only_and_checked():
+    net_cfg = _segmented_lstm_cfg(next_word=0.5)
     opt_cfg = {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 0.01}
     module = SentimentClassifier(net=net_cfg, optimizer=opt_cfg)
     batch = (torch.randint(1, 12, (4, 9)), torch.tensor([0.0, 1.0, 1.0, 0.0]))
@@ -678,15 +683,7 @@ def test_segment_logits_are_each_segment_read_as_a_review_of_its_own():
 
 
 def test_segment_loss_is_added_to_the_training_loss_with_its_weight():
-    net_cfg = {
-        "_target_": "lightning_sentiment.models.LSTMClassifier",
-        "vocab_size": 12,
-        "embed_dim": 4,
-        "hidden_dim": 4,
-        "pooling": "max_mean",
-        "chunk": 3,
-        "segment_loss": 0.25,
-    }
+    net_cfg = _segmented_lstm_cfg(segment_loss=0.25)
     opt_cfg = {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 0.01}
     module = SentimentClassifier(net=net_cfg, optimizer=opt_cfg).train()
     labels = torch.tensor([0.0, 1.0, 1.0, 0.0])

@@ -249,7 +249,7 @@ class LSTMClassifier(nn.Module):
         # The last layer's directions pool apart: pooling reads either direction's
         # states in any order, so the backward states are never turned around.
         parts = self.pool(directions, lengths)  # a kind's (B, ...), or (S, ...) a segment
-        if self.training and self.segment_loss and self.chunk is not None:
+        if self.training and self.segment_loss:  # chunk is set: checked at init
             self.segment_logits = (self._logits(self.pool.features(parts)), slots // n)  # (S,), (S,)
         if self.chunk is not None:
             return self.pool.merge(parts, lengths, slots, batch, n)  # (B, F)
