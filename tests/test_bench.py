@@ -29,7 +29,9 @@ def test_bench_smoke(tiny_archive, capsys):
         "predict_per_s",
     }
     floor = result["lightning_floor"]
-    assert floor["lightning_us"] > floor["plain_us"] > 0 and floor["lightning_train_py_us"] > 0
+    # figures, not their order: under load a plain loop's best of two can exceed Lightning's
+    # (plain 513.7 us, Lightning 503.1 in session 31, with a training run beside the suite)
+    assert floor["plain_us"] > 0 and floor["lightning_us"] > 0 and floor["lightning_train_py_us"] > 0
     # timings only: on a tiny archive cold and warm setups can tie (cached reads: below)
     assert result["data"]["cold_s"] > 0 and result["data"]["warm_s"] > 0
     lstm = result["models"]["lstm"]
