@@ -678,8 +678,10 @@ def test_segment_logits_are_each_segment_read_as_a_review_of_its_own():
     plain = LSTMClassifier(50, 8, 8, pooling="max_mean", chunk=4)
     torch.testing.assert_close(net.eval()(tokens), plain.eval()(tokens))
     assert net.segment_logits is None
-    with pytest.raises(SettingError, match="segment_loss=0.5 needs model.net.chunk"):
+    with pytest.raises(SettingError, match="segment_loss=0.5 needs segments: set model.net.chunk"):
         LSTMClassifier(50, 8, 8, pooling="max", segment_loss=0.5)
+    with pytest.raises(SettingError, match="segment_loss=-1.0 must be >= 0"):
+        LSTMClassifier(50, 8, 8, pooling="max", chunk=4, segment_loss=-1.0)
 
 
 def test_segment_loss_is_added_to_the_training_loss_with_its_weight():

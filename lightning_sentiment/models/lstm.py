@@ -98,10 +98,10 @@ class LSTMClassifier(nn.Module):
         for name, share in shares.items():
             if not 0.0 <= share < 1.0:
                 raise SettingError(f"model.net.{name}={share} must lie in [0, 1)")
-        if segment_loss < 0 or (segment_loss and chunk is None):
-            raise SettingError(
-                f"model.net.segment_loss={segment_loss} needs model.net.chunk (segments) and a weight >= 0"
-            )
+        if segment_loss < 0:
+            raise SettingError(f"model.net.segment_loss={segment_loss} must be >= 0 (a loss weight, 0 off)")
+        if segment_loss and chunk is None:
+            raise SettingError(f"model.net.segment_loss={segment_loss} needs segments: set model.net.chunk")
         if not 0.0 <= next_word <= 1.0:
             raise SettingError(f"model.net.next_word={next_word} must lie in [0, 1] (a share of steps)")
         self.bidirectional, self.keras_bias = bidirectional, keras_bias
