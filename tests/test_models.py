@@ -698,3 +698,12 @@ def test_segment_loss_is_added_to_the_training_loss_with_its_weight():
     assert reviews.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]
     expected = 0.25 * F.binary_cross_entropy_with_logits(logits, labels[reviews])
     torch.testing.assert_close(total, loss + expected)
+    # with model.loss=mse and label smoothing, segments are scored as the reviews are
+    module = SentimentClassifier(net=net_cfg, optimizer=opt_cfg, loss="mse", label_smoothing=0.2).train()
+    torch.manual_seed(1)
+    total = module.training_step(batch, 0)
+    torch.manual_seed(1)
+    loss, _, _ = module.model_step(batch)
+    logits, reviews = module.net.segment_logits
+    targets = labels[reviews] * 0.8 + 0.1
+    torch.testing.assert_close(total, loss + 0.25 * F.mse_loss(torch.sigmoid(logits), targets))

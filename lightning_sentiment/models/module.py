@@ -85,15 +85,17 @@ class SentimentClassifier(LeanLightningModule):
     def model_step(self, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         tokens, labels = batch[0], batch[1]
         logits = self(tokens).float()  # (B,); float so mixed precision keeps an fp32 loss
-        probs = torch.sigmoid(logits)
+        return self._loss(logits, labels), torch.sigmoid(logits), labels
+
+    def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The configured loss of logits (N,) against 0/1 labels (N,); in training with
+        label smoothing, against the smoothed targets."""
         targets = labels
         if self.training and self.label_smoothing:  # training only: eval losses stay comparable
             targets = labels * (1 - self.label_smoothing) + self.label_smoothing / 2  # 1 -> 1 - eps/2
         if self.loss_name == "bce":
-            loss = F.binary_cross_entropy_with_logits(logits, targets)
-        else:  # Keras' "mse" on the sigmoid output
-            loss = F.mse_loss(probs, targets)
-        return loss, probs, labels
+            return F.binary_cross_entropy_with_logits(logits, targets)
+        return F.mse_loss(torch.sigmoid(logits), targets)  # Keras' "mse" on the sigmoid output
 
     def _eval_step(self, batch, split: str) -> torch.Tensor:
         loss, probs, labels = self.model_step(batch)
@@ -124,8 +126,8 @@ class SentimentClassifier(LeanLightningModule):
         segments = getattr(self.net, "segment_logits", None)  # each segment read as a review
         if segments is not None:
             logits, reviews = segments
-            seg_loss = F.binary_cross_entropy_with_logits(logits.float(), labels[reviews].float())
-            seg_loss = self.net.segment_loss * seg_loss
+            # the review's loss and targets (label smoothing too), segment by segment
+            seg_loss = self.net.segment_loss * self._loss(logits.float(), labels[reviews])
             aux = seg_loss if aux is None else aux + seg_loss
         if aux is not None:  # reported apart: train/loss stays the sentiment loss
             total = total + aux
