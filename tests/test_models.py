@@ -707,3 +707,28 @@ def test_segment_loss_is_added_to_the_training_loss_with_its_weight():
     logits, reviews = module.net.segment_logits
     targets = labels[reviews] * 0.8 + 0.1
     torch.testing.assert_close(total, loss + 0.25 * F.mse_loss(torch.sigmoid(logits), targets))
+
+
+def test_review_lstm_reads_each_reviews_segments_in_order():
+    """review_lstm: the head sees pooled features beside the review LSTM's state after
+    the review's last segment, computed from its own segments only (padding, empty
+    slots and other reviews aside); swapping two segments changes it, as pooling alone
+    would not notice."""
+    torch.manual_seed(0)
+    net = LSTMClassifier(50, 8, 8, pooling="max_mean", chunk=4, review_lstm=5).eval()
+    tokens = torch.tensor([[5, 6, 7, 8, 9, 10, 11, 12, 13, 14], [0, 0, 0, 0, 0, 3, 4, 5, 6, 7]])
+    features = net._features(*left_align(tokens))  # (2, 16 + 5)
+    assert features.shape == (2, net.pool.size + 5)
+    for row, segments in enumerate([[[5, 6, 7, 8], [9, 10, 11, 12], [13, 14]], [[3, 4, 5, 6], [7]]]):
+        pooled = [net._features(*left_align(torch.tensor([s])))[:, :16] for s in segments]
+        alone = torch.cat(pooled)  # (k, 16): each segment pooled as a review of its own
+        state = net.review_lstm(alone[None])[0][0, -1]  # after the last segment
+        torch.testing.assert_close(features[row, net.pool.size :], state)
+    swapped = net._features(*left_align(torch.tensor([[9, 10, 11, 12, 5, 6, 7, 8, 13, 14]])))
+    torch.testing.assert_close(swapped[0, : net.pool.size], features[0, : net.pool.size])  # pooling: same
+    assert not torch.allclose(swapped[0, net.pool.size :], features[0, net.pool.size :])
+    assert net(tokens).shape == (2,)
+    with pytest.raises(SettingError, match="review_lstm=5 needs segments"):
+        LSTMClassifier(50, 8, 8, pooling="max", review_lstm=5)
+    with pytest.raises(SettingError, match="review_lstm reads whole reviews, segment_loss single segments"):
+        LSTMClassifier(50, 8, 8, pooling="max", chunk=4, review_lstm=5, segment_loss=0.5)

@@ -7,7 +7,7 @@ from torch import nn
 
 from lightning_sentiment.errors import SettingError, check_choice
 from lightning_sentiment.models.directions import both_directions
-from lightning_sentiment.models.pooling import POOLINGS, Pooling
+from lightning_sentiment.models.pooling import POOLINGS, Pooling, on_grid
 from lightning_sentiment.models.recurrent import train_lstm
 from lightning_sentiment.models.sequences import left_align, reverse_within, split_segments
 
@@ -52,6 +52,11 @@ class LSTMClassifier(nn.Module):
     review (S,), for the module to add `segment_loss` times their loss against the
     review's label: every segment read as a short review of its own (target replication,
     Lipton et al. 2016), so each one gets a gradient, not only those max pooling picks.
+    `review_lstm`: with `chunk`, a second LSTM of that many units reads each review's
+    segment features in order, and its state after the last segment joins the pooled
+    features before the head: a hierarchical reading (Tang et al. 2015, Yang et al.
+    2016) that keeps where in the review each segment sat, which pooling over all
+    segments forgets. 0: off.
     """
 
     def __init__(
@@ -79,6 +84,7 @@ class LSTMClassifier(nn.Module):
         next_word: float = 0.0,
         next_word_weight: float = 0.1,
         segment_loss: float = 0.0,
+        review_lstm: int = 0,
     ) -> None:
         super().__init__()
         check_choice("model.net.pooling", pooling, POOLINGS)
@@ -102,6 +108,14 @@ class LSTMClassifier(nn.Module):
             raise SettingError(f"model.net.segment_loss={segment_loss} must be >= 0 (a loss weight, 0 off)")
         if segment_loss and chunk is None:
             raise SettingError(f"model.net.segment_loss={segment_loss} needs segments: set model.net.chunk")
+        if review_lstm < 0 or (review_lstm and chunk is None):
+            raise SettingError(
+                f"model.net.review_lstm={review_lstm} needs segments (model.net.chunk) and >= 0 units"
+            )
+        if review_lstm and segment_loss:
+            raise SettingError(
+                "model.net.review_lstm reads whole reviews, segment_loss single segments: set one to 0"
+            )
         if not 0.0 <= next_word <= 1.0:
             raise SettingError(f"model.net.next_word={next_word} must lie in [0, 1] (a share of steps)")
         self.bidirectional, self.keras_bias = bidirectional, keras_bias
@@ -131,6 +145,9 @@ class LSTMClassifier(nn.Module):
         self.output_dropout = nn.Dropout(dropout if output_dropout is None else output_dropout)
         self.pool = Pooling(pooling, hidden_dim, 2 if bidirectional else 1)
         features = self.pool.size
+        # reads each review's segment features (S -> (B, n, F)) in order
+        self.review_lstm = nn.LSTM(features, review_lstm, batch_first=True) if review_lstm else None
+        features += review_lstm
         head: list[nn.Module] = []
         if dense_dim:
             head += [nn.Linear(features, dense_dim), nn.ReLU(), self.output_dropout]
@@ -251,9 +268,24 @@ class LSTMClassifier(nn.Module):
         parts = self.pool(directions, lengths)  # a kind's (B, ...), or (S, ...) a segment
         if self.training and self.segment_loss:  # chunk is set: checked at init
             self.segment_logits = (self._logits(self.pool.features(parts)), slots // n)  # (S,), (S,)
-        if self.chunk is not None:
-            return self.pool.merge(parts, lengths, slots, batch, n)  # (B, F)
-        return self.pool.features(parts)  # (B, F)
+        if self.chunk is None:
+            return self.pool.features(parts)  # (B, F)
+        merged = self.pool.merge(parts, lengths, slots, batch, n)  # (B, F)
+        if self.review_lstm is None:
+            return merged
+        return torch.cat([merged, self._read_segments(parts, slots, batch, n)], dim=1)  # (B, F + R)
+
+    def _read_segments(
+        self, parts: list[torch.Tensor], slots: torch.Tensor, batch: int, n: int
+    ) -> torch.Tensor:
+        """The review LSTM's state (B, R) after each review's last segment. Its segments'
+        features (S, F) fill the first slots of its row (reviews are left-aligned), so
+        the empty slots after them never reach that state."""
+        segments = self.output_dropout(self.pool.features(parts))  # (S, F)
+        grid = on_grid(segments, slots, batch * n, 0.0).view(batch, n, -1)  # (B, n, F)
+        counts = torch.bincount(slots // n, minlength=batch)  # (B,): >= 1, an empty review reads one step
+        states = self.review_lstm(grid)[0]  # (B, n, R)
+        return states[torch.arange(batch, device=grid.device), counts - 1]  # (B, R)
 
     def _next_word_loss(self, states: torch.Tensor, tokens: torch.Tensor, lengths: torch.Tensor):
         """Mean next-token loss of forward states (N, T, H) at a random `next_word` share of
