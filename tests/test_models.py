@@ -728,7 +728,9 @@ def test_review_lstm_reads_each_reviews_segments_in_order():
     torch.testing.assert_close(swapped[0, : net.pool.size], features[0, : net.pool.size])  # pooling: same
     assert not torch.allclose(swapped[0, net.pool.size :], features[0, net.pool.size :])
     assert net(tokens).shape == (2,)
-    with pytest.raises(SettingError, match="review_lstm=5 needs segments"):
+    with pytest.raises(SettingError, match="review_lstm=5 needs segments: set model.net.chunk"):
         LSTMClassifier(50, 8, 8, pooling="max", review_lstm=5)
+    with pytest.raises(SettingError, match="review_lstm=-1 must be >= 0"):
+        LSTMClassifier(50, 8, 8, pooling="max", chunk=4, review_lstm=-1)
     with pytest.raises(SettingError, match="review_lstm reads whole reviews, segment_loss single segments"):
         LSTMClassifier(50, 8, 8, pooling="max", chunk=4, review_lstm=5, segment_loss=0.5)

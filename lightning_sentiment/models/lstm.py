@@ -108,10 +108,10 @@ class LSTMClassifier(nn.Module):
             raise SettingError(f"model.net.segment_loss={segment_loss} must be >= 0 (a loss weight, 0 off)")
         if segment_loss and chunk is None:
             raise SettingError(f"model.net.segment_loss={segment_loss} needs segments: set model.net.chunk")
-        if review_lstm < 0 or (review_lstm and chunk is None):
-            raise SettingError(
-                f"model.net.review_lstm={review_lstm} needs segments (model.net.chunk) and >= 0 units"
-            )
+        if review_lstm < 0:
+            raise SettingError(f"model.net.review_lstm={review_lstm} must be >= 0 (units, 0 off)")
+        if review_lstm and chunk is None:
+            raise SettingError(f"model.net.review_lstm={review_lstm} needs segments: set model.net.chunk")
         if review_lstm and segment_loss:
             raise SettingError(
                 "model.net.review_lstm reads whole reviews, segment_loss single segments: set one to 0"
