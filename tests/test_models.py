@@ -720,8 +720,8 @@ def test_review_lstm_reads_each_reviews_segments_in_order():
     features = net._features(*left_align(tokens))  # (2, 16 + 5)
     assert features.shape == (2, net.pool.size + 5)
     for row, segments in enumerate([[[5, 6, 7, 8], [9, 10, 11, 12], [13, 14]], [[3, 4, 5, 6], [7]]]):
-        pooled = [net._features(*left_align(torch.tensor([s])))[:, :16] for s in segments]
-        alone = torch.cat(pooled)  # (k, 16): each segment pooled as a review of its own
+        pooled = [net._features(*left_align(torch.tensor([s])))[:, : net.pool.size] for s in segments]
+        alone = torch.cat(pooled)  # (k, F): each segment pooled as a review of its own
         state = net.review_lstm(alone[None])[0][0, -1]  # after the last segment
         torch.testing.assert_close(features[row, net.pool.size :], state)
     swapped = net._features(*left_align(torch.tensor([[9, 10, 11, 12, 5, 6, 7, 8, 13, 14]])))
