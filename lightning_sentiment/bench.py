@@ -7,8 +7,13 @@
 Prints one JSON object. Each figure is the median of `--repeats` runs after a
 warm-up. Epoch seconds are extrapolated from `--batches` training batches drawn
 by the real length-aware sampler to the 25,000 training reviews (`--full-epoch`
-times whole epochs instead). Lightning runs with train.py's callbacks and logger;
-`lightning_floor` is its fixed cost per step, measured on a near-empty model.
+times whole epochs instead). Lightning runs with train.py's callbacks and logger.
+`lightning_overhead` compares it with a hand-written loop training the same model on
+the same batches: on a CPU the two take turns, a step each, in one run, and the figure
+is the median of the steps' ratios (`--pairing step`; a shared machine's load drifts
+within seconds, and a single step's spike does not move a median); on a GPU, where
+timing each step would stop the queue, separate runs alternate (`--pairing run`).
+`lightning_floor` is Lightning's fixed cost per step, measured on a near-empty model.
 """
 
 from __future__ import annotations
@@ -108,15 +113,16 @@ class _BatchTimer(pl.Callback):
                 self.seconds = time.perf_counter() - self.start
 
 
-def _train_py_trainer(cfg, timer: pl.Callback, **limits) -> pl.Trainer:
+def _train_py_trainer(cfg, *timers: pl.Callback, **limits) -> pl.Trainer:
     """The Trainer as train.py builds it from `cfg.trainer` (precision, profiler, logging
     interval), with the config's callbacks and loggers so their per-step costs count,
-    plus the `timer` and the benchmark's `limits` (one epoch of so many batches)."""
+    plus the `timers` (and the interleaved plain loop) and the benchmark's `limits` (one
+    epoch of so many batches)."""
     loggers = instantiate_loggers(cfg.get("logger"))
     callbacks = instantiate_callbacks(cfg.get("callbacks"), has_logger=bool(loggers))
     return instantiate(
         cfg.trainer,
-        callbacks=[*callbacks, timer],
+        callbacks=[*callbacks, *timers],
         logger=loggers or False,
         plugins=[AtomicCheckpointIO()],
         devices=1,
@@ -128,55 +134,130 @@ def _train_py_trainer(cfg, timer: pl.Callback, **limits) -> pl.Trainer:
     )
 
 
-def _lightning_seconds(cfg, datamodule, warmup: int, batches: int) -> float:
+def _lightning_seconds(cfg, datamodule, warmup: int, batches: int, *extra: pl.Callback) -> float:
     pl.seed_everything(0, verbose=False)
     model = instantiate(cfg.model, _recursive_=False)
     timer = _BatchTimer(warmup, batches)
-    trainer = _train_py_trainer(cfg, timer, limit_train_batches=warmup + batches)
+    trainer = _train_py_trainer(cfg, timer, *extra, limit_train_batches=warmup + batches)
     with contextlib.redirect_stdout(sys.stderr):  # the progress bar; stdout is for the JSON
         trainer.fit(model, datamodule=datamodule)  # as train.py: the datamodule's hooks count
     return timer.seconds
 
 
-def _plain_seconds(cfg, datamodule, warmup: int, batches: int) -> tuple[float, float, int, int]:
-    """The same model and batches in a hand-written loop.
+class _PlainLoop:
+    """The same model (same seed) trained by a hand-written loop on the same batches, from
+    its own loader. Mixed precision as Lightning does it: autocast and, for fp16, a
+    gradient scaler. Sums the time its counted steps waited for batches."""
 
-    Returns (seconds, seconds spent waiting for batches, real and computed time steps).
-    Mixed precision as Lightning does it: autocast and, for fp16, a gradient scaler.
-    """
-    pl.seed_everything(0, verbose=False)
-    device = torch.device("cuda" if cfg.trainer.accelerator in ("gpu", "cuda") else "cpu")
-    model = instantiate(cfg.model, _recursive_=False).to(device)
-    optimizer = model.configure_optimizers()["optimizer"]
-    precision = str(cfg.trainer.precision)
-    dtype = {"16-mixed": torch.float16, "bf16-mixed": torch.bfloat16}.get(precision)
-    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-    real = computed = 0
-    data_s = 0.0
-    loss_sum, correct = torch.zeros((), device=device), torch.zeros((), device=device, dtype=torch.long)
-    loader = iter(datamodule.train_dataloader())
-    for i in range(warmup + batches):
-        if i == warmup:
-            if device.type == "cuda":
-                torch.cuda.synchronize()  # the warm-up's queued kernels are not timed
-            start, data_s = time.perf_counter(), 0.0
+    def __init__(self, cfg, datamodule) -> None:
+        pl.seed_everything(0, verbose=False)
+        self.device = torch.device("cuda" if cfg.trainer.accelerator in ("gpu", "cuda") else "cpu")
+        self.model = instantiate(cfg.model, _recursive_=False).to(self.device)
+        self.optimizer = self.model.configure_optimizers()["optimizer"]
+        precision = str(cfg.trainer.precision)
+        self.dtype = {"16-mixed": torch.float16, "bf16-mixed": torch.bfloat16}.get(precision)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
+        self.clip = cfg.trainer.get("gradient_clip_val")  # as Lightning clips: the norm, unscaled
+        self.data_s = 0.0
+        self.loss_sum = torch.zeros((), device=self.device)
+        self.correct = torch.zeros((), device=self.device, dtype=torch.long)
+        self.loader = iter(datamodule.train_dataloader())
+
+    def step(self, counted: bool) -> list[torch.Tensor]:
+        """One training step on the next batch; returns the batch."""
         fetch = time.perf_counter()
-        batch = [t.to(device, non_blocking=True) for t in next(loader)]
-        data_s += time.perf_counter() - fetch
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            loss, probs, labels = model.model_step(batch)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
+        batch = [t.to(self.device, non_blocking=True) for t in next(self.loader)]
+        if counted:
+            self.data_s += time.perf_counter() - fetch
+        with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None):
+            loss, probs, labels = self.model.model_step(batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.clip:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
         with torch.no_grad():  # what any training loop tracks: loss and accuracy sums
-            loss_sum += loss * labels.numel()
-            correct += ((probs >= 0.5) == (labels >= 0.5)).sum()
+            self.loss_sum += loss * labels.numel()
+            self.correct += ((probs >= 0.5) == (labels >= 0.5)).sum()
+        return batch
+
+    def finish(self) -> None:
+        float(self.loss_sum), int(self.correct)  # the epoch's figures reach the host, as Lightning's do
+
+
+def _time_steps(datamodule, warmup: int, batches: int) -> tuple[int, int]:
+    """Real (non-padding) and computed time steps of the timed batches: counted in a pass
+    of its own, so neither loop's timing includes the counting."""
+    real = computed = 0
+    for i, batch in zip(range(warmup + batches), datamodule.train_dataloader(), strict=False):
         if i >= warmup:
             real += int((batch[0] != 0).sum())
             computed += batch[0].numel()
-    float(loss_sum), int(correct)  # the epoch's figures reach the host, as Lightning's do
-    return time.perf_counter() - start, data_s, real, computed
+    return real, computed
+
+
+def _plain_seconds(cfg, datamodule, warmup: int, batches: int) -> tuple[float, float]:
+    """The plain loop alone: (seconds, seconds waiting for batches)."""
+    loop = _PlainLoop(cfg, datamodule)
+    for i in range(warmup + batches):
+        if i == warmup:
+            if loop.device.type == "cuda":
+                torch.cuda.synchronize()  # the warm-up's queued kernels are not timed
+            start = time.perf_counter()
+        loop.step(counted=i >= warmup)
+    loop.finish()
+    return time.perf_counter() - start, loop.data_s
+
+
+class _Interleaved(pl.Callback):
+    """One plain-loop step between each two of Lightning's, so the two loops are timed step
+    by step under the same load (a shared machine's load drifts within seconds; separate
+    runs of the two loops drift apart). Each loop fetches its own batch right before its
+    step; the plain loop trains batch i + 1 at the end of Lightning's batch i, so each
+    loop's step follows one of the other's. Lightning's step i runs from this hook's
+    return at batch i - 1 to its call at batch i (every other hook and callback
+    included). Both loaders yield the same batches in the same order: checked."""
+
+    def __init__(self, loop: _PlainLoop, warmup: int, batches: int) -> None:
+        self.loop, self.timed = loop, range(warmup, warmup + batches)
+        self.light: dict[int, float] = {}  # batch index -> seconds
+        self.plain: dict[int, float] = {}
+        self.pending: list[torch.Tensor] | None = None
+        self.returned = 0.0
+        self.mismatched = 0
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self.pending = self.loop.step(counted=False)  # batch 0, before Lightning's
+        self.returned = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        called = time.perf_counter()
+        if batch_idx in self.timed:
+            self.light[batch_idx] = called - self.returned
+        self.mismatched += not all(torch.equal(a, b) for a, b in zip(self.pending, batch, strict=True))
+        if batch_idx + 1 <= self.timed[-1]:
+            start = time.perf_counter()
+            self.pending = self.loop.step(counted=batch_idx + 1 in self.timed)
+            if batch_idx + 1 in self.timed:
+                self.plain[batch_idx + 1] = time.perf_counter() - start
+        self.returned = time.perf_counter()
+
+
+def _interleaved_steps(cfg, datamodule, warmup: int, batches: int):
+    """Both loops in one run, a step of each in turn (CPU). Returns (Lightning's and the plain
+    loop's seconds for each timed step, same batches, in order; the plain loop)."""
+    loop = _PlainLoop(cfg, datamodule)
+    interleaved = _Interleaved(loop, warmup, batches)
+    _lightning_seconds(cfg, datamodule, warmup, batches, interleaved)
+    loop.finish()
+    if interleaved.mismatched:
+        raise RuntimeError(
+            f"the plain loop and Lightning saw different batches at {interleaved.mismatched} steps"
+        )
+    steps = list(interleaved.timed)
+    return [interleaved.light[i] for i in steps], [interleaved.plain[i] for i in steps], loop
 
 
 def bench_model(name: str, archive: str, data_dir: str, args) -> dict:
@@ -189,18 +270,27 @@ def bench_model(name: str, archive: str, data_dir: str, args) -> dict:
     available = len(datamodule.train_dataloader()) - args.warmup
     batches = available if args.full_epoch else min(args.batches, available)
     reviews = batches * cfg.data.batch_size
-    plain, light, data = [], [], []
+    plain, light, data, ratios = [], [], [], []
     for repeat in range(args.repeats):
-        # Alternate which loop goes first: on a shared machine the load drifts, and a
-        # pair measured back to back sees the same load (hence the median of the ratios).
-        if repeat % 2:
-            light.append(_lightning_seconds(cfg, datamodule, args.warmup, batches))
-        seconds, data_s, real, computed = _plain_seconds(cfg, datamodule, args.warmup, batches)
+        if args.pairing == "step":
+            light_steps, plain_steps, loop = _interleaved_steps(cfg, datamodule, args.warmup, batches)
+            light.append(sum(light_steps))
+            seconds, data_s = sum(plain_steps), loop.data_s
+            # a step's pair saw the same batch at the same moment: the median is robust
+            # to the spikes a shared machine adds to single steps
+            ratios += [lig / pla for lig, pla in zip(light_steps, plain_steps, strict=True)]
+        else:
+            # Alternate which loop goes first: on a shared machine the load drifts, and a
+            # pair measured back to back sees the same load (hence the median of the ratios).
+            if repeat % 2:
+                light.append(_lightning_seconds(cfg, datamodule, args.warmup, batches))
+            seconds, data_s = _plain_seconds(cfg, datamodule, args.warmup, batches)
+            if not repeat % 2:
+                light.append(_lightning_seconds(cfg, datamodule, args.warmup, batches))
+            ratios.append(light[-1] / seconds)
         plain.append(seconds)
         data.append(data_s / seconds)
-        if not repeat % 2:
-            light.append(_lightning_seconds(cfg, datamodule, args.warmup, batches))
-    ratios = [lig / pla for lig, pla in zip(light, plain, strict=True)]
+    real, computed = _time_steps(datamodule, args.warmup, batches)
     epoch_s = statistics.median(light) * TRAIN_REVIEWS / reviews
     return {
         "epoch_s": round(epoch_s, 2),
@@ -208,6 +298,7 @@ def bench_model(name: str, archive: str, data_dir: str, args) -> dict:
         "padding_share": round(1 - real / computed, 4),
         "plain_loop_epoch_s": round(statistics.median(plain) * TRAIN_REVIEWS / reviews, 2),
         "lightning_overhead": round(statistics.median(ratios), 4),  # Lightning / plain, paired
+        "pairing": args.pairing,
         "data_share": round(statistics.median(data), 4),  # of the plain loop's time: batch loading
         "measured_batches": batches,
     }
@@ -325,6 +416,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--warmup", type=int, default=3, help="untimed batches first (at least 1)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--full-epoch", action="store_true", help="time whole epochs")
+    parser.add_argument(
+        "--pairing",
+        choices=["step", "run"],
+        help="Lightning against the plain loop: a step of each in turn in one run (step, the CPU "
+        "default) or separate runs (run, the GPU default: per-step timing would stop its queue)",
+    )
     parser.add_argument("--predict-reviews", type=int, default=5000)
     parser.add_argument("--skip", default="", help="parts to skip: data,models,floor,predict")
     parser.add_argument("--smoke", action="store_true", help="tiny settings, for CI")
@@ -336,6 +433,8 @@ def main(argv: list[str] | None = None) -> dict:
         parser.error("pass --archive PATH or set IMDB_ARCHIVE")
     if args.warmup < 1:  # Lightning's timer starts at the end of a batch: there must be one before
         parser.error(f"--warmup {args.warmup}: pass at least 1 (untimed batches before the timed ones)")
+    if args.pairing is None:
+        args.pairing = "run" if args.device == "gpu" else "step"
     if args.smoke:
         args.batches, args.warmup, args.repeats, args.predict_reviews = 2, 1, 1, 200
     skip = set(args.skip.split(","))

@@ -40,6 +40,54 @@ def test_bench_smoke(tiny_archive, capsys):
     assert '"machine"' in capsys.readouterr().out
 
 
+def _tiny_fit_cfg(name, archive, tmp_path, *overrides):
+    from hydra.utils import instantiate
+
+    cfg = bench.compose_model(
+        name, str(archive), str(tmp_path), ["trainer.accelerator=cpu", *TINY_OVERRIDES[1:], *overrides]
+    )
+    datamodule = instantiate(cfg.data)
+    datamodule.setup("fit")
+    return cfg, datamodule
+
+
+def test_step_pairing_trains_both_loops_on_the_same_batches_in_turn(tiny_archive, tmp_path, monkeypatch):
+    """--pairing step (the CPU default): a plain step between each two Lightning steps, the
+    same batches, and the plain loop clips gradients when the config does (lstm: 1.0)."""
+    clips = []
+    clip = bench.torch.nn.utils.clip_grad_norm_
+    monkeypatch.setattr(bench.torch.nn.utils, "clip_grad_norm_", lambda p, c: clips.append(c) or clip(p, c))
+    cfg, datamodule = _tiny_fit_cfg("lstm", tiny_archive, tmp_path)
+    light, plain, loop = bench._interleaved_steps(cfg, datamodule, warmup=1, batches=2)
+    assert len(light) == len(plain) == 2 and min(light) > 0 and min(plain) > 0
+    steps = {int(state["step"]) for state in loop.optimizer.state.values()}
+    assert steps == {3}  # warm-up and timed batches: the plain loop trained each once
+    assert clips[-3:] == [1.0, 1.0, 1.0]  # as Lightning, from the lstm config's gradient_clip_val
+
+
+def test_step_pairing_stops_when_the_loops_see_different_batches(tiny_archive, tmp_path, monkeypatch):
+    cfg, datamodule = _tiny_fit_cfg("keras_mlp", tiny_archive, tmp_path)
+    init = bench._PlainLoop.__init__
+
+    def skip_one(self, *args):
+        init(self, *args)
+        next(self.loader)  # one batch ahead of Lightning's loader
+
+    monkeypatch.setattr(bench._PlainLoop, "__init__", skip_one)
+    with pytest.raises(RuntimeError, match="saw different batches at 3 steps"):
+        bench._interleaved_steps(cfg, datamodule, warmup=1, batches=2)
+
+
+def test_pairing_defaults_to_steps_on_cpu_and_runs_on_gpu(tiny_archive):
+    args = ["--archive", str(tiny_archive), "--smoke", "--models", "keras_mlp"]
+    args += ["--skip", "data,floor,predict"]
+    result = bench.main([*args, *TINY_OVERRIDES])
+    assert result["models"]["keras_mlp"]["pairing"] == "step"
+    result = bench.main([*args, "--pairing", "run", *TINY_OVERRIDES])
+    assert result["models"]["keras_mlp"]["pairing"] == "run"
+    assert result["models"]["keras_mlp"]["lightning_overhead"] > 0
+
+
 def test_bench_needs_a_warmup_batch(tiny_archive, capsys):
     """--warmup 0 used to run a whole --full-epoch and then fail: Lightning's timer never stopped."""
     with pytest.raises(SystemExit):
