@@ -270,7 +270,7 @@ def bench_model(name: str, archive: str, data_dir: str, args) -> dict:
     available = len(datamodule.train_dataloader()) - args.warmup
     batches = available if args.full_epoch else min(args.batches, available)
     reviews = batches * cfg.data.batch_size
-    plain, light, data, ratios = [], [], [], []
+    plain, light, data, ratios, extra = [], [], [], [], []
     for repeat in range(args.repeats):
         if args.pairing == "step":
             light_steps, plain_steps, loop = _interleaved_steps(cfg, datamodule, args.warmup, batches)
@@ -279,6 +279,7 @@ def bench_model(name: str, archive: str, data_dir: str, args) -> dict:
             # a step's pair saw the same batch at the same moment: the median is robust
             # to the spikes a shared machine adds to single steps
             ratios += [lig / pla for lig, pla in zip(light_steps, plain_steps, strict=True)]
+            extra += [lig - pla for lig, pla in zip(light_steps, plain_steps, strict=True)]
         else:
             # Alternate which loop goes first: on a shared machine the load drifts, and a
             # pair measured back to back sees the same load (hence the median of the ratios).
@@ -288,6 +289,7 @@ def bench_model(name: str, archive: str, data_dir: str, args) -> dict:
             if not repeat % 2:
                 light.append(_lightning_seconds(cfg, datamodule, args.warmup, batches))
             ratios.append(light[-1] / seconds)
+            extra.append((light[-1] - seconds) / batches)
         plain.append(seconds)
         data.append(data_s / seconds)
     real, computed = _time_steps(datamodule, args.warmup, batches)
@@ -299,6 +301,7 @@ def bench_model(name: str, archive: str, data_dir: str, args) -> dict:
         "plain_loop_epoch_s": round(statistics.median(plain) * TRAIN_REVIEWS / reviews, 2),
         "lightning_overhead": round(statistics.median(ratios), 4),  # Lightning / plain, paired
         "pairing": args.pairing,
+        "lightning_ms_per_step": round(statistics.median(extra) * 1e3, 3),  # Lightning - plain
         "data_share": round(statistics.median(data), 4),  # of the plain loop's time: batch loading
         "measured_batches": batches,
     }

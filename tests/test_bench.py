@@ -86,6 +86,7 @@ def test_pairing_defaults_to_steps_on_cpu_and_runs_on_gpu(tiny_archive):
     result = bench.main([*args, "--pairing", "run", *TINY_OVERRIDES])
     assert result["models"]["keras_mlp"]["pairing"] == "run"
     assert result["models"]["keras_mlp"]["lightning_overhead"] > 0
+    assert isinstance(result["models"]["keras_mlp"]["lightning_ms_per_step"], float)
 
 
 def test_bench_needs_a_warmup_batch(tiny_archive, capsys):
