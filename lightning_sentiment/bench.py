@@ -116,8 +116,8 @@ class _BatchTimer(pl.Callback):
 def _train_py_trainer(cfg, *timers: pl.Callback, **limits) -> pl.Trainer:
     """The Trainer as train.py builds it from `cfg.trainer` (precision, profiler, logging
     interval), with the config's callbacks and loggers so their per-step costs count,
-    plus the `timers` (and the interleaved plain loop) and the benchmark's `limits` (one
-    epoch of so many batches)."""
+    plus the `timers` (a `_BatchTimer` or the interleaved plain loop) and the benchmark's
+    `limits` (one epoch of so many batches)."""
     loggers = instantiate_loggers(cfg.get("logger"))
     callbacks = instantiate_callbacks(cfg.get("callbacks"), has_logger=bool(loggers))
     return instantiate(
@@ -134,13 +134,18 @@ def _train_py_trainer(cfg, *timers: pl.Callback, **limits) -> pl.Trainer:
     )
 
 
-def _lightning_seconds(cfg, datamodule, warmup: int, batches: int, *extra: pl.Callback) -> float:
+def _lightning_fit(cfg, datamodule, steps: int, *timers: pl.Callback) -> None:
+    """One epoch of `steps` batches, Lightning as train.py runs it, the `timers` timing it."""
     pl.seed_everything(0, verbose=False)
     model = instantiate(cfg.model, _recursive_=False)
-    timer = _BatchTimer(warmup, batches)
-    trainer = _train_py_trainer(cfg, timer, *extra, limit_train_batches=warmup + batches)
+    trainer = _train_py_trainer(cfg, *timers, limit_train_batches=steps)
     with contextlib.redirect_stdout(sys.stderr):  # the progress bar; stdout is for the JSON
         trainer.fit(model, datamodule=datamodule)  # as train.py: the datamodule's hooks count
+
+
+def _lightning_seconds(cfg, datamodule, warmup: int, batches: int) -> float:
+    timer = _BatchTimer(warmup, batches)
+    _lightning_fit(cfg, datamodule, warmup + batches, timer)
     return timer.seconds
 
 
@@ -250,7 +255,7 @@ def _interleaved_steps(cfg, datamodule, warmup: int, batches: int):
     loop's seconds for each timed step, same batches, in order; the plain loop)."""
     loop = _PlainLoop(cfg, datamodule)
     interleaved = _Interleaved(loop, warmup, batches)
-    _lightning_seconds(cfg, datamodule, warmup, batches, interleaved)
+    _lightning_fit(cfg, datamodule, warmup + batches, interleaved)  # it times Lightning's steps too
     loop.finish()
     if interleaved.mismatched:
         raise RuntimeError(

@@ -78,7 +78,7 @@ def test_step_pairing_stops_when_the_loops_see_different_batches(tiny_archive, t
         bench._interleaved_steps(cfg, datamodule, warmup=1, batches=2)
 
 
-def test_pairing_defaults_to_steps_on_cpu_and_runs_on_gpu(tiny_archive):
+def test_pairing_is_steps_by_default_on_cpu_and_runs_on_request(tiny_archive):
     args = ["--archive", str(tiny_archive), "--smoke", "--models", "keras_mlp"]
     args += ["--skip", "data,floor,predict"]
     result = bench.main([*args, *TINY_OVERRIDES])
