@@ -49,6 +49,22 @@ def instantiate_callbacks(cfg: DictConfig | None, has_logger: bool) -> list[Call
     return callbacks
 
 
+def without_validation(cfg: DictConfig, callbacks: list[Callback]) -> list[Callback]:
+    """A final fit on every training review (data.val_size=0): the callbacks that watch
+    validation go; a scheduler that watches it cannot, so the run stops in one line."""
+    monitor = str((cfg.model.get("scheduler") or {}).get("monitor") or "")
+    if monitor.startswith("val/"):
+        raise SentimentError(
+            f"model.scheduler watches {monitor}, and data.val_size=0 leaves no validation: set "
+            "model.scheduler=null or a fixed schedule (README, A final fit on every training review)"
+        )
+    watching = [c for c in callbacks if str(getattr(c, "monitor", None) or "").startswith("val/")]
+    if watching:
+        names = ", ".join(type(c).__name__ for c in watching)
+        log.info("No validation split (data.val_size=0): %s off; the test scores the last epoch", names)
+    return [c for c in callbacks if c not in watching]
+
+
 def train(cfg: DictConfig) -> dict:
     """Fit (if `cfg.train`), then test the best checkpoint (if `cfg.test`); returns metrics."""
     env_before = {k: os.environ.get(k) for k in DDP_ENV}
@@ -83,9 +99,17 @@ def _train(cfg: DictConfig) -> dict:
             _check_resumable(datamodule, ckpt_path)
     loggers = instantiate_loggers(cfg.get("logger"))
     callbacks = instantiate_callbacks(cfg.get("callbacks"), has_logger=bool(loggers))
+    no_validation = cfg.get("train", True) and not datamodule.has_validation()
+    if no_validation:
+        callbacks = without_validation(cfg, callbacks)
     relaunch_ddp_children_as_this_job()
     trainer = instantiate(
-        cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()]
+        cfg.trainer,
+        callbacks=callbacks,
+        logger=loggers or False,
+        plugins=[AtomicCheckpointIO()],
+        # no validation loop at all: not even Lightning's warning about an empty loader
+        **({"limit_val_batches": 0} if no_validation else {}),
     )
     warn_if_emulated_bf16(trainer)
 

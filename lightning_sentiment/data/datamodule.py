@@ -197,8 +197,13 @@ class SentimentDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", train=True)
 
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", train=False)
+    def has_validation(self) -> bool:
+        """False with data.val_size=0 (a final fit on every training review)."""
+        return self.hparams.val_size != 0
+
+    def val_dataloader(self) -> DataLoader | list:
+        # no validation split: an empty list, which Lightning reads as no validation loop
+        return self._loader("val", train=False) if self.has_validation() else []
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", train=False)
@@ -266,5 +271,8 @@ def _check_settings(
     for key, value in (("val_size", val_size), ("test_size", test_size)):
         is_fraction = isinstance(value, float) and 0 < value < 1
         is_count = isinstance(value, int) and not isinstance(value, bool) and value >= 1
+        if key == "val_size" and not isinstance(value, bool) and value == 0:
+            continue  # no validation split: a final fit on every training review
         if not (is_fraction or is_count):
-            raise SentimentError(f"data.{key}={value} must be a fraction in (0, 1) or a count >= 1")
+            zero = "0 (no validation), " if key == "val_size" else ""
+            raise SentimentError(f"data.{key}={value} must be {zero}a fraction in (0, 1) or a count >= 1")

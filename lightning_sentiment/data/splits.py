@@ -71,8 +71,9 @@ def split_indices(
 ) -> dict[str, np.ndarray]:
     """Indices of train/val/test. "official": IMDB's 25k/25k; "random": all 50k mixed.
 
-    Validation is always carved from the training part; the test part is never seen
-    by model selection. With `movies` (an id per review), held-out parts are whole movies.
+    Validation is always carved from the training part (`val_size` 0: none, an empty
+    array); the test part is never seen by model selection. With `movies` (an id per
+    review), held-out parts are whole movies.
     """
     rng = np.random.default_rng(seed)
     everything = np.arange(len(labels))
@@ -86,5 +87,7 @@ def split_indices(
         train, test = everything[~is_test], everything[is_test]
     else:
         train, test = hold_out(everything, test_size, "test_size")
+    if val_size == 0:  # no validation: train on every training review (a final fit)
+        return {"train": train, "val": train[:0], "test": test}
     train, val = hold_out(train, val_size, "val_size")
     return {"train": train, "val": val, "test": test}

@@ -42,6 +42,9 @@ def data_stats(corpus, splits: dict, known_word: np.ndarray, vocab_size: int, ma
     movies = {name: set(corpus.movies[d.indices].tolist()) - {-1} for name, d in splits.items()}
     for name, dataset in splits.items():
         idx = dataset.indices
+        if not len(idx):  # no validation split (data.val_size=0)
+            stats["splits"][name] = {"reviews": 0}
+            continue
         labels = corpus.labels[idx]
         in_split = np.zeros(len(corpus), dtype=bool)
         in_split[idx] = True
@@ -57,5 +60,7 @@ def data_stats(corpus, splits: dict, known_word: np.ndarray, vocab_size: int, ma
         }
     if "train" in movies:  # movies a held-out part shares with training: 0 with data.split_by=movie
         for name in movies.keys() - {"train"}:
+            if not stats["splits"][name]["reviews"]:
+                continue
             stats["splits"][name]["movies_also_in_train"] = len(movies[name] & movies["train"])
     return stats
