@@ -86,7 +86,7 @@ class SentimentDataModule(pl.LightningDataModule):
             return found
         return imdb.download(hp.download_url, Path(hp.data_dir) / imdb.ARCHIVE_NAMES[0], hp.download_sha256)
 
-    def _cache_dir(self) -> Path | None:
+    def cache_dir(self) -> Path | None:
         return Path(self.hparams.data_dir) / "cache" if self.hparams.cache else None
 
     def prepare_data(self) -> None:
@@ -94,7 +94,7 @@ class SentimentDataModule(pl.LightningDataModule):
         if self.corpus is None:
             # as many tokenizing processes as torch threads: sweep jobs split the cores
             workers = torch.get_num_threads()
-            self.corpus = load_or_build(self.source(), self.tokenizer, self._cache_dir(), workers)
+            self.corpus = load_or_build(self.source(), self.tokenizer, self.cache_dir(), workers)
 
     def setup(self, stage: str | None = None) -> None:
         """Split, build the vocabulary from the training reviews, encode. Safe to call twice."""
@@ -129,7 +129,7 @@ class SentimentDataModule(pl.LightningDataModule):
     def _with_bigrams(self, corpus: Corpus, train_idx: np.ndarray) -> Corpus:
         """Words and frequent training bigrams, cached beside the corpus: they depend on
         the split, so each split and `ngram_min_count` has its own file."""
-        cache_dir, min_count = self._cache_dir(), self.hparams.ngram_min_count
+        cache_dir, min_count = self.cache_dir(), self.hparams.ngram_min_count
         path = None
         if cache_dir is not None:
             corpus_cache = cache_path(cache_dir, self.source(), self.tokenizer)

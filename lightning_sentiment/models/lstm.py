@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from torch import nn
 
@@ -10,6 +12,7 @@ from lightning_sentiment.models.directions import both_directions
 from lightning_sentiment.models.pooling import POOLINGS, Pooling, on_grid
 from lightning_sentiment.models.recurrent import train_lstm
 from lightning_sentiment.models.sequences import left_align, reverse_within, split_segments
+from lightning_sentiment.models.word2vec import word2vec_vectors
 
 
 class LSTMClassifier(nn.Module):
@@ -73,6 +76,7 @@ class LSTMClassifier(nn.Module):
         keras_bias: bool = False,
         init: str = "torch",
         embed_init_range: float | None = None,
+        embed_init: str | None = None,
         chunk: int | None = None,
         word_dropout: float = 0.0,
         shifted_eval: bool = False,
@@ -89,6 +93,8 @@ class LSTMClassifier(nn.Module):
         super().__init__()
         check_choice("model.net.pooling", pooling, POOLINGS)
         check_choice("model.net.init", init, ("torch", "keras"))
+        if embed_init is not None:
+            check_choice("model.net.embed_init", embed_init, ("word2vec",))
         if reversed_reading and bidirectional:
             raise SettingError(
                 "model.net.reversed_reading=true is for a one-direction LSTM: a bidirectional "
@@ -121,6 +127,7 @@ class LSTMClassifier(nn.Module):
         self.bidirectional, self.keras_bias = bidirectional, keras_bias
         self.chunk, self.word_dropout, self.shifted_eval = chunk, word_dropout, shifted_eval
         self.random_offsets = random_offsets
+        self.embed_init = embed_init
         self.recurrent_dropout, self.weight_dropout = recurrent_dropout, weight_dropout
         self.parallel_directions = parallel_directions
         self.next_word, self.next_word_weight = next_word, next_word_weight
@@ -163,6 +170,23 @@ class LSTMClassifier(nn.Module):
             nn.init.uniform_(self.embedding.weight, -embed_init_range, embed_init_range)
         with torch.no_grad():
             self.embedding.weight[0].zero_()
+
+    def fit_to_data(self, dataset, cache_dir: Path | None = None) -> None:
+        """`embed_init="word2vec"`: the embedding starts from word2vec vectors of the training
+        reviews, rescaled to the spread of the random init they replace (its std, 1 for
+        torch's), so only their directions come from the text. Ids word2vec never saw
+        keep their random rows; padding stays zero."""
+        if self.embed_init != "word2vec":
+            return
+        weight = self.embedding.weight  # (V, E)
+        seed = torch.initial_seed() % 2**32  # the run's seed (seed_everything)
+        vectors, seen = word2vec_vectors(dataset, weight.shape[0], weight.shape[1], seed, cache_dir)
+        seen[0] = False
+        if not seen.any():
+            return
+        scale = float(weight[1:].detach().std()) / float(vectors[seen].std())
+        with torch.no_grad():
+            weight[torch.from_numpy(seen)] = torch.from_numpy(vectors[seen] * scale).to(weight)
 
     def _keras_init(self, hidden: int, extra: int) -> None:
         """Keras defaults: Glorot-uniform kernels, orthogonal recurrent weights, zero biases

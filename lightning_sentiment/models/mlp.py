@@ -192,7 +192,7 @@ class MultiHotMLP(nn.Module):
         dense[:, 0] = 0.0  # padding
         return dense
 
-    def fit_to_data(self, dataset, alpha: float = 1.0) -> None:
+    def fit_to_data(self, dataset, cache_dir=None, alpha: float = 1.0) -> None:
         """Naive-Bayes weights from the training reviews (`weighting="nb"` only).
 
         r = log((p / |p|) / (q / |q|)), with p and q the add-alpha counts of reviews

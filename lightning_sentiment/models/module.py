@@ -261,8 +261,9 @@ class SentimentClassifier(LeanLightningModule):
             torch.cuda.set_rng_state_all(states["cuda"])
 
     def setup(self, stage: str) -> None:
-        # Networks with statistics of the training data (the MLP's naive-Bayes weights)
-        # fit them here; a resumed run then restores the saved ones from its checkpoint.
+        # Networks with statistics of the training data (the MLP's naive-Bayes weights, the
+        # LSTM's word2vec embedding) fit them here; a resumed run then restores the saved
+        # ones from its checkpoint.
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer else None
         if (
             datamodule is not None
@@ -274,7 +275,7 @@ class SentimentClassifier(LeanLightningModule):
                 "needs word order or counts: set data.distinct=false"
             )
         if stage == "fit" and datamodule is not None and hasattr(self.net, "fit_to_data"):
-            self.net.fit_to_data(datamodule.splits["train"])
+            self.net.fit_to_data(datamodule.splits["train"], cache_dir=datamodule.cache_dir())
 
     def configure_gradient_clipping(
         self, optimizer: torch.optim.Optimizer, gradient_clip_val=None, gradient_clip_algorithm=None

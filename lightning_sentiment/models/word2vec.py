@@ -1,0 +1,91 @@
+"""Word vectors trained on the training reviews alone, to start an LSTM's embedding from.
+
+The classic IMDB LSTM papers start from word2vec vectors trained on more text; here
+skip-gram with negative sampling (gensim, whose C loop trains the 5.3M tokens of the
+default run in about two minutes on 2 cores) reads only the training split the
+classifier trains on: no validation, test or unlabeled reviews. The vectors are cached
+beside the data, keyed by the training ids, the sizes and the seed, so a run repeats
+none of it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from lightning_sentiment.atomic import atomic_path
+from lightning_sentiment.errors import SentimentError
+
+log = logging.getLogger(__name__)
+CACHE_VERSION = 1
+# Mikolov et al.'s skip-gram settings; 10 passes over the 22,500 default training reviews
+SETTINGS = {"sg": 1, "window": 5, "negative": 5, "sample": 1e-4, "epochs": 10, "min_count": 1}
+
+
+def stable_hash(text: str) -> int:
+    """gensim seeds each word's first vector from a hash of the word; Python's own str
+    hash changes with every process (PYTHONHASHSEED), so the vectors would too."""
+    return zlib.crc32(text.encode())
+
+
+def training_sentences(dataset) -> list[list[str]]:
+    """The training reviews as they are read (truncated to max_len), ids as strings."""
+    starts, ends = dataset.spans(dataset.indices)
+    return [[str(t) for t in dataset.ids[s:e].tolist()] for s, e in zip(starts, ends, strict=True)]
+
+
+def cache_key(dataset, vocab_size: int, dim: int, seed: int) -> str:
+    starts, ends = dataset.spans(dataset.indices)
+    ids = np.concatenate([dataset.ids[s:e] for s, e in zip(starts, ends, strict=True)])
+    key = hashlib.sha256(ids.tobytes())
+    key.update(np.asarray(ends - starts, dtype=np.int64).tobytes())  # where each review ends
+    key.update(f"{CACHE_VERSION}:{vocab_size}:{dim}:{seed}:{sorted(SETTINGS.items())}".encode())
+    return key.hexdigest()[:16]
+
+
+def word2vec_vectors(
+    dataset, vocab_size: int, dim: int, seed: int, cache_dir: Path | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(vectors (vocab_size, dim) float32, seen (vocab_size,) bool): word2vec over the
+    reviews of `dataset`; rows of ids that never occur are zero and not `seen`."""
+    path = None
+    if cache_dir is not None:
+        path = Path(cache_dir) / f"word2vec-{cache_key(dataset, vocab_size, dim, seed)}.npz"
+    if path is not None and path.exists():
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                vectors, seen = z["vectors"], z["seen"]
+            if vectors.shape == (vocab_size, dim) and seen.shape == (vocab_size,):
+                return vectors, seen
+            log.warning("word2vec cache %s does not fit; training again", path)
+        except Exception as err:  # zipfile, numpy and OS errors alike mean "damaged"
+            log.warning("unreadable word2vec cache %s (%s); training again", path, err)
+    try:
+        from gensim.models import Word2Vec
+    except ImportError as err:
+        raise SentimentError(
+            "model.net.embed_init=word2vec needs gensim: pip install gensim (a dependency of this project)"
+        ) from err
+    start = time.perf_counter()
+    # One worker: gensim's threads share the vectors unsynchronised, so more than one
+    # makes every run differ; the cache pays this once per split and seed.
+    model = Word2Vec(
+        training_sentences(dataset), vector_size=dim, seed=seed, workers=1, hashfxn=stable_hash, **SETTINGS
+    )
+    vectors = np.zeros((vocab_size, dim), dtype=np.float32)
+    seen = np.zeros(vocab_size, dtype=bool)
+    ids = np.array([int(k) for k in model.wv.index_to_key])
+    inside = ids < vocab_size
+    vectors[ids[inside]] = model.wv.vectors[inside]
+    seen[ids[inside]] = True
+    seconds = time.perf_counter() - start
+    log.info("word2vec: %d ids in %.1f s (training reviews only)", int(seen.sum()), seconds)
+    if path is not None:
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.savez(f, vectors=vectors, seen=seen)
+    return vectors, seen
