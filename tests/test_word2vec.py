@@ -115,6 +115,7 @@ def test_training_run_starts_from_word2vec_and_caches_it(train_cfg, caplog):
         metrics = train(cfg)
     assert metrics["status"] == "completed"
     assert "word2vec:" in caplog.text and "(training reviews only)" in caplog.text
+    assert not [r for r in caplog.records if r.name.startswith("gensim")]  # its progress lines stay out
     cached = list((Path(cfg.paths.data_dir) / "cache").glob("word2vec-*.npz"))
     assert len(cached) == 1
     vectors = np.load(cached[0])["vectors"]

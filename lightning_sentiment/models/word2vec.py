@@ -72,11 +72,16 @@ def word2vec_vectors(
             "model.net.embed_init=word2vec needs gensim: pip install gensim (a dependency of this project)"
         ) from err
     start = time.perf_counter()
-    # One worker: gensim's threads share the vectors unsynchronised, so more than one
-    # makes every run differ; the cache pays this once per split and seed.
-    model = Word2Vec(
-        training_sentences(dataset), vector_size=dim, seed=seed, workers=1, hashfxn=stable_hash, **SETTINGS
-    )
+    gensim_log = logging.getLogger("gensim")
+    level = gensim_log.level
+    gensim_log.setLevel(logging.WARNING)  # its INFO lines: ~300 a run, one a second
+    try:
+        # One worker: gensim's threads share the vectors unsynchronised, so more than one
+        # makes every run differ; the cache pays this once per split and seed.
+        sentences = training_sentences(dataset)
+        model = Word2Vec(sentences, vector_size=dim, seed=seed, workers=1, hashfxn=stable_hash, **SETTINGS)
+    finally:
+        gensim_log.setLevel(level)
     vectors = np.zeros((vocab_size, dim), dtype=np.float32)
     seen = np.zeros(vocab_size, dtype=bool)
     ids = np.array([int(k) for k in model.wv.index_to_key])
