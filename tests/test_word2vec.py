@@ -11,6 +11,7 @@ from lightning_sentiment.errors import SettingError
 from lightning_sentiment.models import LSTMClassifier
 from lightning_sentiment.models import word2vec as w2v
 from lightning_sentiment.pipeline import train
+from lightning_sentiment.predict import SentimentPredictor
 
 VOCAB, DIM = 300, 16
 TOPICS = (np.arange(2, 8), np.arange(8, 14))  # two groups of words that never share a review
@@ -126,3 +127,11 @@ def test_training_run_starts_from_word2vec_and_caches_it(train_cfg, caplog):
     seen = np.load(cached[0])["seen"]
     seen[0] = False
     assert float((unit(embedding[seen]) * unit(vectors[seen])).sum(1).mean()) > 0.9
+    # the checkpoint holds the trained embedding: prediction never runs word2vec again
+    for path in cached:
+        path.unlink()
+    predictor = SentimentPredictor(metrics["best_model_path"])
+    torch.testing.assert_close(predictor.net.embedding.weight, state["net.embedding.weight"])
+    assert not list((Path(cfg.paths.data_dir) / "cache").glob("word2vec-*.npz"))
+    [pred] = predictor.predict(["A wonderful film."])
+    assert pred.label in ("positive", "negative") and 0.0 <= pred.p_positive <= 1.0
