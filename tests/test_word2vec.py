@@ -106,7 +106,7 @@ def test_lstm_embedding_takes_the_vectors_at_the_init_scale():
 
 
 def test_unknown_embed_init_is_refused():
-    with pytest.raises(SettingError, match="model.net.embed_init"):
+    with pytest.raises(SettingError, match="model.net.embed_init=glove is not allowed: use null, word2vec"):
         LSTMClassifier(VOCAB, DIM, 8, embed_init="glove")
 
 

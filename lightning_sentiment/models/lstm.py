@@ -93,8 +93,7 @@ class LSTMClassifier(nn.Module):
         super().__init__()
         check_choice("model.net.pooling", pooling, POOLINGS)
         check_choice("model.net.init", init, ("torch", "keras"))
-        if embed_init is not None:
-            check_choice("model.net.embed_init", embed_init, ("word2vec",))
+        check_choice("model.net.embed_init", embed_init or "null", ("null", "word2vec"))  # null: random
         if reversed_reading and bidirectional:
             raise SettingError(
                 "model.net.reversed_reading=true is for a one-direction LSTM: a bidirectional "
