@@ -97,6 +97,7 @@ def _train(cfg: DictConfig) -> dict:
         model = instantiate(cfg.model, _recursive_=False)
         if ckpt_path:
             _check_resumable(datamodule, ckpt_path)
+            model.resuming = True
     loggers = instantiate_loggers(cfg.get("logger"))
     callbacks = instantiate_callbacks(cfg.get("callbacks"), has_logger=bool(loggers))
     no_validation = cfg.get("train", True) and not datamodule.has_validation()

@@ -135,3 +135,18 @@ def test_training_run_starts_from_word2vec_and_caches_it(train_cfg, caplog):
     assert not list((Path(cfg.paths.data_dir) / "cache").glob("word2vec-*.npz"))
     [pred] = predictor.predict(["A wonderful film."])
     assert pred.label in ("positive", "negative") and 0.0 <= pred.p_positive <= 1.0
+
+
+def test_a_resumed_run_takes_the_embedding_from_its_checkpoint(train_cfg, tmp_path, monkeypatch):
+    settings = ["model=lstm", "model.net.embed_init=word2vec", "test=false"]
+    first = train(train_cfg([*settings, "trainer.max_epochs=1"]))
+    [cached] = tmp_path.glob("data/cache/word2vec-*.npz")
+    cached.unlink()
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("word2vec trained again on resume")
+
+    monkeypatch.setattr(w2v, "word2vec_vectors", no_training)
+    monkeypatch.setattr("lightning_sentiment.models.lstm.word2vec_vectors", no_training)
+    metrics = train(train_cfg([*settings, "trainer.max_epochs=2", f"ckpt_path={first['best_model_path']}"]))
+    assert metrics["status"] == "completed" and [row["epoch"] for row in metrics["history"]] == [1, 2]

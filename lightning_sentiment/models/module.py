@@ -78,6 +78,7 @@ class SentimentClassifier(LeanLightningModule):
         self._aux_sum: torch.Tensor | None = None  # the network's own training term, summed as the loss
         self._epoch_start = time.perf_counter()
         self._resume_changes: dict[str, dict] = {}  # optimizer/scheduler settings a resume changed
+        self.resuming = False  # set by train(cfg): the checkpoint brings the weights fitted to data
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.net(tokens)
@@ -262,8 +263,8 @@ class SentimentClassifier(LeanLightningModule):
 
     def setup(self, stage: str) -> None:
         # Networks with statistics of the training data (the MLP's naive-Bayes weights, the
-        # LSTM's word2vec embedding) fit them here; a resumed run then restores the saved
-        # ones from its checkpoint.
+        # LSTM's word2vec embedding) fit them here; a resumed run skips that: its
+        # checkpoint restores them.
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer else None
         if (
             datamodule is not None
@@ -274,7 +275,8 @@ class SentimentClassifier(LeanLightningModule):
                 f"data.distinct=true keeps only each review's distinct ids, and {type(self.net).__name__} "
                 "needs word order or counts: set data.distinct=false"
             )
-        if stage == "fit" and datamodule is not None and hasattr(self.net, "fit_to_data"):
+        fits = hasattr(self.net, "fit_to_data") and not self.resuming
+        if stage == "fit" and datamodule is not None and fits:
             self.net.fit_to_data(datamodule.splits["train"], cache_dir=datamodule.cache_dir())
 
     def configure_gradient_clipping(
