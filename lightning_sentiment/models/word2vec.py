@@ -1,8 +1,8 @@
 """Word vectors trained on the training reviews alone, to start an LSTM's embedding from.
 
 The classic IMDB LSTM papers start from word2vec vectors trained on more text; here
-skip-gram with negative sampling (gensim, whose C loop trains the 5.3M tokens of the
-default run in about two minutes on 2 cores) reads only the training split the
+skip-gram with negative sampling (gensim, whose C loop trains on the 5.3M tokens of the
+default run in about four minutes on one core) reads only the training split the
 classifier trains on: no validation, test or unlabeled reviews. The vectors are cached
 beside the data, keyed by the training ids, the sizes and the seed, so a run repeats
 none of it.
