@@ -193,8 +193,8 @@ class MultiHotMLP(nn.Module):
         return dense
 
     def fit_to_data(self, dataset, cache_dir=None, alpha: float = 1.0) -> None:
-        """Naive-Bayes weights from the training reviews (`weighting="nb"` only); no cache
-        (`cache_dir` unused): they take well under a second.
+        """Naive-Bayes weights from the training reviews (`weighting="nb"` only), counted
+        afresh each run (`cache_dir` unused: two bincounts).
 
         r = log((p / |p|) / (q / |q|)), with p and q the add-alpha counts of reviews
         containing each id among positive and negative reviews.
