@@ -11,6 +11,7 @@ from pytorch_lightning.callbacks import EarlyStopping as _LightningEarlyStopping
 from pytorch_lightning.callbacks import ModelCheckpoint as _LightningModelCheckpoint
 
 from lightning_sentiment.atomic import atomic_path
+from lightning_sentiment.errors import check_count
 
 
 class _CachedStateKey:
@@ -34,6 +35,11 @@ class EarlyStopping(_CachedStateKey, _LightningEarlyStopping):
     callbacks.early_stopping.patience=5` would silently go on with the old one; the
     count of epochs without improvement (`wait_count`) and the best score are restored.
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Lightning takes any patience; a negative one would stop at the first dip
+        check_count("callbacks.early_stopping.patience", self.patience, minimum=0)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         super().load_state_dict({**state_dict, "patience": self.patience})

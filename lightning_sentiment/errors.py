@@ -1,5 +1,12 @@
 """User-facing errors: one line that says what was wrong and what to do."""
 
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from collections.abc import Iterator
+
 
 class SentimentError(Exception):
     """A problem the user can fix (bad data, bad setting, bad checkpoint).
@@ -27,3 +34,66 @@ def find_user_error(err: BaseException | None) -> SentimentError | None:
         seen.add(id(err))
         err = err.__cause__ or err.__context__
     return None
+
+
+def check_count(key: str, value, minimum: int = 1) -> None:
+    """Raise `key=value must be an integer >= minimum` unless it is one (bools are not)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise SettingError(f"{key}={value} must be an integer >= {minimum}")
+
+
+def check_share(key: str, value) -> None:
+    """Raise `key=value must lie in [0, 1)` unless it is such a number (a dropout rate)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
+        raise SettingError(f"{key}={value} must lie in [0, 1)")
+
+
+_LOCATE = re.compile(r"Error locating target '([^']+)'")
+
+
+@contextlib.contextmanager
+def settings_of(key: str) -> Iterator[None]:
+    """Build the `key` config group (`model`, `trainer`, ...) with its argument errors as
+    one-line SettingErrors.
+
+    torch and Lightning check their arguments themselves (a negative learning rate,
+    `max_epochs=-2`) with a ValueError or Lightning's MisconfigurationException, which
+    Hydra's instantiate wraps in a multi-line InstantiationException; an unknown
+    `_target_` fails to import. Anything else keeps its traceback, a ValueError of our
+    own code too (ours raise SettingErrors for settings; another one is a bug).
+    """
+    try:
+        yield
+    except SentimentError:
+        raise
+    except Exception as err:
+        # imported here: this module stays free of torch, which the package's __init__
+        # imports before train.py sets the memory options (memory.py)
+        from pytorch_lightning.utilities.exceptions import MisconfigurationException
+
+        cause = err
+        while cause.__cause__ is not None and not isinstance(cause, SentimentError):
+            cause = cause.__cause__
+        if isinstance(cause, SentimentError):
+            raise
+        located = _LOCATE.search(str(err))
+        if located and isinstance(cause, ImportError):
+            raise SettingError(
+                f"{key}: cannot import {located.group(1)}: check the _target_ of {key} (or a group under it)"
+            ) from err
+        if isinstance(cause, ValueError | MisconfigurationException) and _raised_by_library(cause):
+            message = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+            raise SettingError(f"{key}: {message} (check the {key}.* settings)") from err
+        raise
+
+
+_LIBRARIES = ("torch", "pytorch_lightning", "lightning_fabric")
+
+
+def _raised_by_library(err: BaseException) -> bool:
+    """Whether torch or Lightning raised `err` (its innermost frame lies in their code)."""
+    tb, last = err.__traceback__, None
+    while tb is not None:
+        last, tb = tb, tb.tb_next
+    path = last.tb_frame.f_code.co_filename if last is not None else ""
+    return any(f"{os.sep}{lib}{os.sep}" in path for lib in _LIBRARIES)

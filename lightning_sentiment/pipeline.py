@@ -24,7 +24,7 @@ from lightning_sentiment.atomic import atomic_write_json, atomic_write_text
 from lightning_sentiment.checkpoint_io import AtomicCheckpointIO
 from lightning_sentiment.checkpointing import DATA_STATE_KEY, load_checkpoint
 from lightning_sentiment.data import SentimentDataModule, Vocabulary
-from lightning_sentiment.errors import SentimentError
+from lightning_sentiment.errors import SentimentError, SettingError, settings_of
 from lightning_sentiment.memory import configure_cpu_memory
 from lightning_sentiment.models import SentimentClassifier
 from lightning_sentiment.reports import plot_curves, write_run_reports
@@ -38,12 +38,23 @@ DDP_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE"
 warnings.filterwarnings("ignore", r"`isinstance\(treespec, LeafSpec\)` is deprecated", FutureWarning)
 
 
+def _instantiate_group(group: str, cfg: DictConfig | None) -> list:
+    """Each configured entry of a dict-like group (`logger`, `callbacks`); a bad setting
+    fails in one line naming the entry."""
+    built = []
+    for name, entry in (cfg or {}).items():
+        if entry and "_target_" in entry:
+            with settings_of(f"{group}.{name}"):
+                built.append(instantiate(entry))
+    return built
+
+
 def instantiate_loggers(cfg: DictConfig | None) -> list[Logger]:
-    return [instantiate(c) for c in (cfg or {}).values() if c and "_target_" in c]
+    return _instantiate_group("logger", cfg)
 
 
 def instantiate_callbacks(cfg: DictConfig | None, has_logger: bool) -> list[Callback]:
-    callbacks = [instantiate(c) for c in (cfg or {}).values() if c and "_target_" in c]
+    callbacks = _instantiate_group("callbacks", cfg)
     if not has_logger:  # Lightning refuses a LearningRateMonitor without a logger
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     return callbacks
@@ -86,15 +97,20 @@ def train(cfg: DictConfig) -> dict:
 def _train(cfg: DictConfig) -> dict:
     configure_cpu_memory()  # again: a sweep's worker processes do not run train.py
     configure_threads(cfg.get("threads"))
-    if cfg.get("seed") is not None:
-        pl.seed_everything(cfg.seed, workers=True)
+    seed = cfg.get("seed")
+    if seed is not None:
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise SettingError(f"seed={seed} must be an integer, or null for no seeding")
+        pl.seed_everything(seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), output_dir)
     if ckpt_path and not cfg.get("train", True):
         datamodule, model = _from_checkpoint(cfg, ckpt_path)
     else:
-        datamodule = instantiate(cfg.data)
-        model = instantiate(cfg.model, _recursive_=False)
+        with settings_of("data"):
+            datamodule = instantiate(cfg.data)
+        with settings_of("model"):
+            model = instantiate(cfg.model, _recursive_=False)
         if ckpt_path:
             _check_resumable(datamodule, ckpt_path)
             model.resuming = True
@@ -104,14 +120,15 @@ def _train(cfg: DictConfig) -> dict:
     if no_validation:
         callbacks = without_validation(cfg, callbacks)
     relaunch_ddp_children_as_this_job()
-    trainer = instantiate(
-        cfg.trainer,
-        callbacks=callbacks,
-        logger=loggers or False,
-        plugins=[AtomicCheckpointIO()],
-        # no validation loop at all: not even Lightning's warning about an empty loader
-        **({"limit_val_batches": 0} if no_validation else {}),
-    )
+    with settings_of("trainer"):
+        trainer = instantiate(
+            cfg.trainer,
+            callbacks=callbacks,
+            logger=loggers or False,
+            plugins=[AtomicCheckpointIO()],
+            # no validation loop at all: not even Lightning's warning about an empty loader
+            **({"limit_val_batches": 0} if no_validation else {}),
+        )
     warn_if_emulated_bf16(trainer)
 
     metrics: dict = {"status": "completed"}

@@ -163,9 +163,13 @@ def test_cli_missing_data_is_one_clear_line(tmp_path):
             ["model=mlp", "model.adversarial_eps=1"],
             "error: model.adversarial_eps needs a network with a word",
         ),
+        # checked by torch and Lightning, reported by settings_of; the seed by train(cfg)
+        (["model.optimizer.lr=-1"], "error: model.optimizer: Invalid learning rate: -1 (check the"),
+        (["trainer.max_epochs=-2"], "error: trainer: `max_epochs` must be a non-negative integer or -1"),
+        (["seed=abc"], "error: seed=abc must be an integer, or null for no seeding"),
     ],
 )
-def test_cli_bad_model_setting_is_one_clear_line(tmp_path, tiny_archive, overrides, message):
+def test_cli_bad_setting_is_one_clear_line(tmp_path, tiny_archive, overrides, message):
     result = run_train_py(
         *overrides, f"data.archive={tiny_archive}", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path
     )

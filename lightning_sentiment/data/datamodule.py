@@ -17,7 +17,7 @@ from lightning_sentiment.data.corpus import Corpus, cache_path, load_or_build
 from lightning_sentiment.data.splits import split_indices
 from lightning_sentiment.data.stats import data_stats
 from lightning_sentiment.data.text import KERAS_FILTERS, Tokenizer, Vocabulary
-from lightning_sentiment.errors import SentimentError, check_choice
+from lightning_sentiment.errors import SentimentError, check_choice, check_count
 
 log = logging.getLogger(__name__)
 SPLIT_BY = ("review", "movie")
@@ -66,6 +66,9 @@ class SentimentDataModule(pl.LightningDataModule):
         _check_settings(
             vocab_size, oov_token, max_len, padding, truncating, split, split_by, val_size, test_size
         )
+        check_count("data.batch_size", batch_size)
+        check_count("data.eval_batch_size", eval_batch_size)
+        check_count("data.num_workers", num_workers, minimum=0)  # 0: batches built in this process
         if ngrams not in (1, 2):
             raise SentimentError(
                 f"data.ngrams={ngrams} is not allowed: use 1 (words) or 2 (words and bigrams)"

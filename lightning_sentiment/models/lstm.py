@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from lightning_sentiment.errors import SettingError, check_choice
+from lightning_sentiment.errors import SettingError, check_choice, check_count, check_share
 from lightning_sentiment.models.directions import both_directions
 from lightning_sentiment.models.pooling import POOLINGS, Pooling, on_grid
 from lightning_sentiment.models.recurrent import train_lstm
@@ -101,14 +101,19 @@ class LSTMClassifier(nn.Module):
             )
         if chunk is not None and (chunk < 1 or pooling == "last"):
             raise SettingError(f"model.net.chunk={chunk} needs a pooling other than last and a size >= 1")
+        for name, size in (("embed_dim", embed_dim), ("hidden_dim", hidden_dim), ("num_layers", num_layers)):
+            check_count(f"model.net.{name}", size)
+        if dense_dim is not None:
+            check_count("model.net.dense_dim", dense_dim)
         shares = {
+            "dropout": dropout,
+            "output_dropout": 0.0 if output_dropout is None else output_dropout,
             "word_dropout": word_dropout,
             "recurrent_dropout": recurrent_dropout,
             "weight_dropout": weight_dropout,
         }
         for name, share in shares.items():
-            if not 0.0 <= share < 1.0:
-                raise SettingError(f"model.net.{name}={share} must lie in [0, 1)")
+            check_share(f"model.net.{name}", share)
         if segment_loss < 0:
             raise SettingError(f"model.net.segment_loss={segment_loss} must be >= 0 (a loss weight, 0 off)")
         if segment_loss and chunk is None:

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lightning_sentiment.errors import SettingError, check_choice
+from lightning_sentiment.errors import SettingError, check_choice, check_count, check_share
 
 _ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU}
 WEIGHTINGS = ("binary", "count", "nb")
@@ -142,11 +142,15 @@ class MultiHotMLP(nn.Module):
         super().__init__()
         check_choice("model.net.activation", activation, _ACTIVATIONS)
         check_choice("model.net.weighting", weighting, WEIGHTINGS)
+        hidden_dims_given = bool(hidden_dims)
         hidden_dims = list(hidden_dims or [hidden_units] * hidden_layers)  # dims win when given
         if not hidden_dims:
             raise SettingError(
                 "the MLP needs at least one hidden layer: set model.net.hidden_dims, e.g. [64]"
             )
+        for size in hidden_dims:  # hidden_units, or each of hidden_dims
+            check_count("model.net.hidden_dims" if hidden_dims_given else "model.net.hidden_units", size)
+        check_share("model.net.dropout", dropout)
         self.weighting = weighting
         # A multi-hot needs each review's distinct ids only; counts need the repeats.
         self.reads_sets = weighting != "count"

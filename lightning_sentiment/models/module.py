@@ -15,7 +15,7 @@ from pytorch_lightning.utilities import GradClipAlgorithmType
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import BinaryAccuracy
 
-from lightning_sentiment.errors import SentimentError, SettingError, check_choice
+from lightning_sentiment.errors import SentimentError, SettingError, check_choice, settings_of
 from lightning_sentiment.models.adversarial import adversarial_step, embedding_of
 from lightning_sentiment.models.lean import LeanLightningModule
 from lightning_sentiment.models.resume import apply_resume_changes, changed_settings, replay_plateau_steps
@@ -68,6 +68,9 @@ class SentimentClassifier(LeanLightningModule):
         self.label_smoothing = label_smoothing
         if adversarial_eps:
             embedding_of(self.net)  # fail now, not at the first step
+        # torch checks the optimizer's and scheduler's settings (a negative learning rate, a
+        # factor over 1) when they are built, after data setup: build them on a stand-in now
+        self._optimization([torch.nn.Parameter(torch.zeros(1))])
         # Validation and test: torchmetrics. Training: running sums on the device, because
         # two torchmetrics updates cost ~1.4 ms a step, 15% of a small LSTM's CPU step.
         self.acc = torch.nn.ModuleDict({s: BinaryAccuracy(validate_args=False) for s in EVAL_SPLITS})
@@ -300,12 +303,22 @@ class SentimentClassifier(LeanLightningModule):
         self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
     def configure_optimizers(self) -> dict:
-        optimizer = instantiate(self.hparams.optimizer)(params=self.parameters())
-        if not self.hparams.scheduler:
+        optimizer, scheduler = self._optimization(self.parameters())
+        if scheduler is None:
             return {"optimizer": optimizer}
+        return {"optimizer": optimizer, "lr_scheduler": scheduler}
+
+    def _optimization(self, params) -> tuple[torch.optim.Optimizer, dict | None]:
+        """The configured optimizer over `params`, and the scheduler entry Lightning takes
+        (the scheduler beside its `monitor`, `interval`, `frequency`), if one is set."""
+        with settings_of("model.optimizer"):
+            optimizer = instantiate(self.hparams.optimizer)(params=params)
+        if not self.hparams.scheduler:
+            return optimizer, None
         scheduler_cfg = dict(self.hparams.scheduler)
         lightning_keys = {
             k: scheduler_cfg.pop(k) for k in ("monitor", "interval", "frequency") if k in scheduler_cfg
         }
-        scheduler = instantiate(scheduler_cfg)(optimizer=optimizer)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, **lightning_keys}}
+        with settings_of("model.scheduler"):
+            scheduler = instantiate(scheduler_cfg)(optimizer=optimizer)
+        return optimizer, {"scheduler": scheduler, **lightning_keys}
