@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch.distributed as dist
 
-from lightning_sentiment.data.batching import BucketBatchSampler
+from lightning_sentiment.data.batching import BucketBatchSampler, ShardSampler
 from tests.helpers import run_train_py
 
 DDP = [
@@ -47,6 +47,27 @@ def test_sampler_shards_per_rank(monkeypatch, shuffle):
         assert sorted(seen) == list(range(203))
 
 
+@pytest.mark.parametrize("shuffle", [True, False])
+@pytest.mark.parametrize("size", [0, 1, 5, 203])
+def test_plain_sampler_shards_per_rank(monkeypatch, shuffle, size):
+    """data.bucket=false under DDP: the same contract as the length-aware sampler."""
+    shards = []
+    for rank in range(3):
+        fake_rank(monkeypatch, rank, 3)
+        sampler = ShardSampler(size, shuffle=shuffle, seed=5)
+        sampler.set_epoch(2)
+        shards.append(list(sampler))
+        assert len(shards[-1]) == len(sampler)
+    seen = [i for shard in shards for i in shard]
+    assert len(seen) == len(set(seen))  # no review on two ranks
+    if shuffle:  # training: equal shares, a remainder under 3 dropped, epochs reshuffled
+        assert {len(s) for s in shards} == {size // 3} and len(seen) == size // 3 * 3
+        sampler.set_epoch(3)
+        assert size < 5 or list(sampler) != shards[-1]
+    else:  # evaluation: every review exactly once
+        assert sorted(seen) == list(range(size))
+
+
 @pytest.mark.parametrize("size", [0, 1, 31, 32, 33, 1000, 1600, 1601, 3333])
 @pytest.mark.parametrize("drop_last", [False, True])
 def test_sampler_length_is_what_it_yields(monkeypatch, size, drop_last):
@@ -71,13 +92,22 @@ def sweep_tail(tmp_path, archive) -> list[str]:
 
 
 @pytest.mark.slow
-def test_two_process_ddp_run_writes_one_run_dir(tmp_path, tiny_archive):
+@pytest.mark.parametrize(
+    "variant",
+    [
+        [],  # trainer=ddp, length-aware batches
+        # the default trainer with two devices (Lightning picks DDP itself), plain batches:
+        # before, Lightning tried to rebuild the length-aware sampler and failed
+        ["trainer=default", "data.bucket=false"],
+    ],
+)
+def test_two_process_ddp_run_writes_one_run_dir(tmp_path, tiny_archive, variant):
     where = [
         f"data.archive={tiny_archive}",
         f"paths.data_dir={tmp_path / 'data'}",
         f"hydra.run.dir={tmp_path / 'run'}",
     ]
-    result = run_train_py(*DDP, *where, cwd=tmp_path)
+    result = run_train_py(*DDP, *variant, *where, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "run"]  # no second run dir
     run_dir = tmp_path / "run"

@@ -155,7 +155,7 @@ class BucketBatchSampler(Sampler[list[int]]):
         self.epoch = epoch
 
     def _batches(self) -> list[np.ndarray]:
-        rank, world = _rank_and_world()
+        rank, world = rank_and_world()
         if not self.shuffle:  # evaluation: every review once, every rank some (interleaved)
             return self._cut(np.argsort(self.lengths, kind="stable")[rank::world])
         rng = np.random.default_rng((self.seed, self.epoch))
@@ -181,7 +181,7 @@ class BucketBatchSampler(Sampler[list[int]]):
     def __len__(self) -> int:
         """This rank's batches, counted without building them (Lightning asks ~3 times an
         epoch; building them shuffles and sorts the whole split)."""
-        rank, world = _rank_and_world()
+        rank, world = rank_and_world()
         if not self.shuffle:
             return self._count(len(range(rank, len(self.lengths), world)))
         full_pools, rest = divmod(len(self.lengths), self.pool)
@@ -192,7 +192,35 @@ class BucketBatchSampler(Sampler[list[int]]):
         return reviews // self.batch_size if self.drop_last else -(-reviews // self.batch_size)
 
 
-def _rank_and_world() -> tuple[int, int]:
+class ShardSampler(Sampler[int]):
+    """Plain batches (`data.bucket=false`) under torch.distributed: this rank's share of
+    the reviews, as BucketBatchSampler shards length-aware ones (Lightning's
+    DistributedSampler is off: it cannot rebuild our batch sampler).
+
+    Training: the same seeded shuffle on every rank, a remainder dropped so every rank
+    takes the same number of steps. Evaluation: every review exactly once.
+    """
+
+    def __init__(self, size: int, shuffle: bool, seed: int = 0) -> None:
+        self.size, self.shuffle, self.seed = size, shuffle, seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        rank, world = rank_and_world()
+        if not self.shuffle:
+            return iter(range(rank, self.size, world))
+        order = np.random.default_rng((self.seed, self.epoch)).permutation(self.size)
+        return iter(order[: self.size // world * world][rank::world].tolist())
+
+    def __len__(self) -> int:
+        rank, world = rank_and_world()
+        return len(range(rank, self.size, world)) if not self.shuffle else self.size // world
+
+
+def rank_and_world() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1

@@ -12,7 +12,14 @@ import torch
 from torch.utils.data import DataLoader
 
 from lightning_sentiment.data import imdb, ngrams
-from lightning_sentiment.data.batching import BucketBatchSampler, EncodedReviews, PadCollate, distinct_ids
+from lightning_sentiment.data.batching import (
+    BucketBatchSampler,
+    EncodedReviews,
+    PadCollate,
+    ShardSampler,
+    distinct_ids,
+    rank_and_world,
+)
 from lightning_sentiment.data.corpus import Corpus, cache_path, load_or_build
 from lightning_sentiment.data.splits import split_indices
 from lightning_sentiment.data.stats import data_stats
@@ -183,6 +190,8 @@ class SentimentDataModule(pl.LightningDataModule):
         if hp.bucket:
             sampler = BucketBatchSampler(dataset.lengths(), batch_size, shuffle=train, seed=hp.seed)
             batching = {"batch_sampler": sampler}
+        elif rank_and_world()[1] > 1:  # DDP: this rank's share (Lightning's sampler is off)
+            batching = {"batch_size": batch_size, "sampler": ShardSampler(len(dataset), train, hp.seed)}
         else:
             batching = {"batch_size": batch_size, "shuffle": train}
         return DataLoader(
