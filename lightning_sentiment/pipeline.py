@@ -104,6 +104,8 @@ def _train(cfg: DictConfig) -> dict:
         pl.seed_everything(seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), output_dir)
+    if not cfg.get("train", True) and not ckpt_path:  # else it would test untrained weights
+        raise SettingError("train=false evaluates a saved model: pass ckpt_path=PATH to its .ckpt file")
     if ckpt_path and not cfg.get("train", True):
         datamodule, model = _from_checkpoint(cfg, ckpt_path)
     else:

@@ -167,6 +167,7 @@ def test_cli_missing_data_is_one_clear_line(tmp_path):
         (["model.optimizer.lr=-1"], "error: model.optimizer: Invalid learning rate: -1 (check the"),
         (["trainer.max_epochs=-2"], "error: trainer: `max_epochs` must be a non-negative integer or -1"),
         (["seed=abc"], "error: seed=abc must be an integer, or null for no seeding"),
+        (["train=false"], "error: train=false evaluates a saved model: pass ckpt_path=PATH"),
     ],
 )
 def test_cli_bad_setting_is_one_clear_line(tmp_path, tiny_archive, overrides, message):
