@@ -58,17 +58,23 @@ class SentimentPredictor:
         prefix = "net."  # the LightningModule holds the network as `net`
         weights = {k[len(prefix) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
         self.net.load_state_dict(weights)
-        self.device = torch.device(device)
-        self.net.to(self.device).eval()
+        try:
+            self.device = torch.device(device)
+            self.net.to(self.device).eval()
+        except (RuntimeError, AssertionError) as err:  # unknown name; no such GPU or no CUDA build
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise SentimentError(
+                f"--device {device}: {reason}: use cpu, or cuda where torch sees a GPU"
+            ) from err
         self.batch_size = batch_size
 
     def encode(self, text: str) -> tuple[np.ndarray, int, int]:
         """(ids truncated like training, token count, known-token count)."""
         tokens = self.tokenizer.tokenize(text)
         n_words = len(tokens)
+        known = sum(t in self.vocab.index for t in tokens)  # words only: at most n_words
         if self.ngrams == 2:
             tokens += bigram_tokens(tokens)
-        known = sum(t in self.vocab.index for t in tokens)  # words (and bigrams) in the vocabulary
         return truncate(self.vocab.encode(tokens), self.max_len, self.truncating), n_words, known
 
     @torch.no_grad()
@@ -110,6 +116,12 @@ def _read_texts(args: argparse.Namespace) -> list[str]:
     return sys.stdin.read().splitlines()
 
 
+def _positive(value: str) -> int:
+    if not value.lstrip("-").isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not an integer >= 1")
+    return int(value)
+
+
 def _preview(text: str, width: int = 60) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= width else flat[: width - 3] + "..."
@@ -122,8 +134,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--file", help="a text file, one review per line")
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, ...")
-    parser.add_argument("--batch-size", type=int, default=256)
-    args = parser.parse_args(argv)
+    parser.add_argument("--batch-size", type=_positive, default=256, help="reviews a forward pass")
+    # options may come after the reviews too: CKPT "A review." --json
+    args = parser.parse_intermixed_args(argv)
     try:
         texts = _read_texts(args)
         predictor = SentimentPredictor(args.checkpoint, args.device, args.batch_size)

@@ -117,3 +117,19 @@ def test_prediction_tokenizes_as_training_did(tmp_path, tiny_archive):
     predictor = SentimentPredictor(train(cfg)["best_model_path"])
     assert predictor.tokenizer.tokenize("Great!") == ["great", "!"]
     assert predictor.predict(["Great!"])[0].tokens == 2
+    # with bigrams in the vocabulary, known_tokens still counts words, not bigrams too
+    assert predictor.ngrams == 2 and any(" " in w for w in predictor.vocab.words)
+    for pred in predictor.predict(read_reviews(tiny_archive).texts[:12]):
+        assert 0 < pred.known_tokens <= pred.tokens
+
+
+def test_cli_options_among_the_reviews_and_bad_options(trained, capsys):
+    ckpt = trained[0]["best_model_path"]
+    code, out, _ = run_cli(capsys, ckpt, "great film", "--json", "awful film", "--batch-size", "1")
+    texts = [json.loads(line)["text"] for line in out.splitlines()]
+    assert code == 0 and texts == ["great film", "awful film"]
+    with pytest.raises(SystemExit) as exited:
+        run_cli(capsys, ckpt, "--batch-size", "0", "great film")
+    assert exited.value.code == 2 and "--batch-size: 0 is not an integer >= 1" in capsys.readouterr().err
+    code, out, err = run_cli(capsys, ckpt, "great film", "--device", "tpu")
+    assert code == 2 and out == "" and err.startswith("error: --device tpu: ") and len(err.splitlines()) == 1
