@@ -42,6 +42,7 @@ from omegaconf import open_dict  # noqa: E402
 from lightning_sentiment.checkpoint_io import AtomicCheckpointIO  # noqa: E402
 from lightning_sentiment.data import SentimentDataModule  # noqa: E402
 from lightning_sentiment.data.imdb import read_reviews  # noqa: E402
+from lightning_sentiment.errors import SentimentError  # noqa: E402
 from lightning_sentiment.models.lean import LeanLightningModule  # noqa: E402
 from lightning_sentiment.pipeline import (  # noqa: E402
     configure_threads,
@@ -415,14 +416,21 @@ def bench_predict(
     return round(len(texts) / (time.perf_counter() - start), 1)
 
 
+def _positive(value: str) -> int:
+    # --warmup too: Lightning's timer starts at the end of a batch, so there must be one before
+    if not value.lstrip("-").isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not an integer >= 1")
+    return int(value)
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--archive", default=os.environ.get("IMDB_ARCHIVE"), help="IMDB .tar.gz")
     parser.add_argument("--models", default=",".join(MODELS + EXPERIMENTS), help="configs, comma-separated")
     parser.add_argument("--device", default="cpu", choices=["cpu", "gpu"])
-    parser.add_argument("--batches", type=int, default=40, help="timed training batches per model")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed batches first (at least 1)")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--batches", type=_positive, default=40, help="timed training batches per model")
+    parser.add_argument("--warmup", type=_positive, default=3, help="untimed batches first (at least 1)")
+    parser.add_argument("--repeats", type=_positive, default=3)
     parser.add_argument("--full-epoch", action="store_true", help="time whole epochs")
     parser.add_argument(
         "--pairing",
@@ -430,7 +438,7 @@ def main(argv: list[str] | None = None) -> dict:
         help="Lightning against the plain loop: a step of each in turn in one run (step, the CPU "
         "default) or separate runs (run, the GPU default: per-step timing would stop its queue)",
     )
-    parser.add_argument("--predict-reviews", type=int, default=5000)
+    parser.add_argument("--predict-reviews", type=_positive, default=5000)
     parser.add_argument("--skip", default="", help="parts to skip: data,models,floor,predict")
     parser.add_argument("--smoke", action="store_true", help="tiny settings, for CI")
     parser.add_argument(
@@ -439,8 +447,9 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     if not args.archive:
         parser.error("pass --archive PATH or set IMDB_ARCHIVE")
-    if args.warmup < 1:  # Lightning's timer starts at the end of a batch: there must be one before
-        parser.error(f"--warmup {args.warmup}: pass at least 1 (untimed batches before the timed ones)")
+    unknown = [m for m in args.models.split(",") if m and m not in MODELS + EXPERIMENTS]
+    if unknown:
+        parser.error(f"--models: unknown {', '.join(unknown)}; use {', '.join(MODELS + EXPERIMENTS)}")
     if args.pairing is None:
         args.pairing = "run" if args.device == "gpu" else "step"
     if args.smoke:
@@ -470,4 +479,8 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except SentimentError as err:  # a missing archive, a bad --override: one line
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)

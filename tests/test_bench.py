@@ -1,3 +1,4 @@
+import subprocess
 import sys
 
 import pytest
@@ -89,11 +90,36 @@ def test_pairing_is_steps_by_default_on_cpu_and_runs_on_request(tiny_archive):
     assert isinstance(result["models"]["keras_mlp"]["lightning_ms_per_step"], float)
 
 
-def test_bench_needs_a_warmup_batch(tiny_archive, capsys):
-    """--warmup 0 used to run a whole --full-epoch and then fail: Lightning's timer never stopped."""
-    with pytest.raises(SystemExit):
-        bench.main(["--archive", str(tiny_archive), "--warmup", "0", "--skip", "data,floor,predict"])
-    assert "--warmup 0: pass at least 1" in capsys.readouterr().err
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        # --warmup 0 used to run a whole --full-epoch and then fail: Lightning's timer never stopped
+        (["--warmup", "0"], "argument --warmup: 0 is not an integer >= 1"),
+        (["--batches", "0"], "argument --batches: 0 is not an integer >= 1"),  # was an IndexError
+        (["--repeats", "0"], "argument --repeats: 0 is not an integer >= 1"),  # was a StatisticsError
+        (["--models", "mlp,lstn"], "--models: unknown lstn; use lstm, bilstm, mlp, keras_lstm_500"),
+    ],
+)
+def test_bench_refuses_bad_arguments_before_any_work(tiny_archive, capsys, argv, message):
+    with pytest.raises(SystemExit) as exited:
+        bench.main(["--archive", str(tiny_archive), *argv, "--skip", "data,floor,predict"])
+    assert exited.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_bench_missing_archive_is_one_line(tmp_path):
+    missing = tmp_path / "nope.tar.gz"
+    result = subprocess.run(
+        [sys.executable, "-m", "lightning_sentiment.bench", "--archive", str(missing), "--skip", "floor"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 2 and result.stdout == ""
+    assert (
+        result.stderr.strip()
+        == f"error: data.archive={missing} does not exist: point it at aclImdb_v1.tar.gz "
+        "or leave it unset to download the dataset"
+    )
 
 
 def test_bench_data_times_a_cold_build_then_a_cached_load(tiny_archive, monkeypatch):
