@@ -185,6 +185,10 @@ def _write_run_files(cfg, datamodule, model, loggers, metrics: dict, output_dir:
 
 def configure_threads(threads: int | None) -> int:
     """torch threads: given, else the cores divided among parallel sweep jobs (joblib)."""
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise SettingError(
+            f"threads={threads} must be an integer >= 1, or null (the cores, split among jobs)"
+        )
     if threads is None:
         jobs = 1
         if HydraConfig.initialized():

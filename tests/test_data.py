@@ -8,7 +8,7 @@ import torch
 from lightning_sentiment import SentimentError
 from lightning_sentiment.data import SentimentDataModule, corpus
 from lightning_sentiment.data.batching import BucketBatchSampler, EncodedReviews, PadCollate
-from lightning_sentiment.data.splits import movie_split
+from lightning_sentiment.data.splits import movie_split, split_indices, stratified_split
 from tests.conftest import MOVIE_SIZE, PER_LABEL, TEST_ONLY_WORD, write_tiny_imdb
 
 
@@ -374,6 +374,26 @@ def test_movie_split_is_seeded_and_balanced():
     want = round(0.1 * len(movies))
     assert want - 5 <= len(held) <= want  # whole movies: at most a few short, never over
     assert abs(labels[held].mean() - labels.mean()) < 0.02
+
+
+@pytest.mark.parametrize(
+    ("size", "held"), [(1, [1, 0]), (3, [2, 1]), (5, [3, 2]), (0.15, [2, 1]), (10, [5, 5])]
+)
+def test_stratified_split_holds_out_exactly_the_size_asked(size, held):
+    """Each label's share rounded so the shares add up: rounding each alone held out none
+    of 1 review (a validation split with no review) and 4 of 3."""
+    labels = np.repeat([0, 1], 10)
+    rest, out = stratified_split(np.arange(20), labels, size, np.random.default_rng(0), "val_size")
+    assert np.bincount(labels[out], minlength=2).tolist() == held
+    assert sorted([*rest, *out]) == list(range(20))
+
+
+def test_a_movie_split_with_no_movie_small_enough_says_so():
+    labels, movies = np.repeat([0, 1], 10), np.tile(np.arange(10), 2)  # every movie: one of each label
+    is_test = np.zeros(20, dtype=bool)
+    with pytest.raises(SentimentError, match="data.val_size=1 holds out no whole movie"):
+        split_indices(labels, is_test, "official", 1, 0.25, seed=0, movies=movies)
+    assert len(split_indices(labels, is_test, "official", 2, 0.25, seed=0, movies=movies)["val"]) == 2
 
 
 def test_split_by_movie_without_urls_files_says_what_to_do(tmp_path):

@@ -9,6 +9,7 @@ from pytorch_lightning.utilities.exceptions import MisconfigurationException
 from lightning_sentiment.callbacks import EarlyStopping
 from lightning_sentiment.errors import SentimentError, SettingError, find_user_error, settings_of
 from lightning_sentiment.models import LSTMClassifier, MultiHotMLP, SentimentClassifier
+from lightning_sentiment.pipeline import configure_threads
 from tests.test_data import make_dm
 
 NET = {"_target_": "lightning_sentiment.models.MultiHotMLP", "vocab_size": 20, "hidden_units": 4}
@@ -61,6 +62,7 @@ def test_our_own_errors_pass_through_and_bugs_keep_their_traceback():
         ({"eval_batch_size": -1}, "data.eval_batch_size=-1 must be an integer >= 1"),
         ({"batch_size": 2.5}, "data.batch_size=2.5 must be an integer >= 1"),
         ({"num_workers": -1}, "data.num_workers=-1 must be an integer >= 0"),
+        ({"ngram_min_count": 0}, "data.ngram_min_count=0 must be an integer >= 1"),
     ],
 )
 def test_bad_batching_settings(tmp_path, kwargs, message):
@@ -68,6 +70,19 @@ def test_bad_batching_settings(tmp_path, kwargs, message):
         make_dm(tmp_path, **kwargs)
     assert str(caught.value) == message
     make_dm(tmp_path, **{key: 1 for key in kwargs})  # the smallest allowed value is fine
+
+
+@pytest.mark.parametrize("key", ["lowercase", "strip_html", "cache", "bucket", "distinct", "pin_memory"])
+def test_switches_take_true_or_false_only(tmp_path, key):
+    with pytest.raises(SettingError, match=f"^data.{key}=maybe must be true or false$"):
+        make_dm(tmp_path, **{key: "maybe"})  # a string, which Python would read as true
+    make_dm(tmp_path, **{key: False})
+
+
+@pytest.mark.parametrize("threads", [0, -2, "abc", 1.5])
+def test_bad_thread_counts(threads):
+    with pytest.raises(SettingError, match=f"^threads={threads} must be an integer >= 1, or null"):
+        configure_threads(threads)
 
 
 @pytest.mark.parametrize(

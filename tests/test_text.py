@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from lightning_sentiment.data.text import KERAS_FILTERS, Tokenizer, Vocabulary, pad_sequences
+from lightning_sentiment.errors import SettingError
 
 
 def test_tokenizer_keras_semantics():
@@ -25,8 +26,14 @@ def test_split_chars_become_tokens_of_their_own():
     # only set ones join the settings: the default's cache key and checkpoints stay as they were
     assert "split_chars" not in Tokenizer().settings() and tok.settings()["split_chars"] == "!?"
     assert Tokenizer(**tok.settings()).tokenize(text) == tok.tokenize(text)
-    with pytest.raises(ValueError, match="data.split_chars=' ' holds whitespace"):
+    with pytest.raises(SettingError, match="data.split_chars=' ' holds whitespace"):
         Tokenizer(split_chars=" ")
+    with pytest.raises(SettingError, match="^data.filters='é' must be a string of ASCII characters$"):
+        Tokenizer(filters="é")
+    with pytest.raises(SettingError, match="^data.filters=5 must be a string of ASCII characters$"):
+        Tokenizer(filters=5)
+    # null filters nothing, as Keras' filters="" does (it used to fail with a TypeError)
+    assert Tokenizer(filters=None).tokenize("a,b!") == Tokenizer(filters="").tokenize("a,b!") == ["a,b!"]
 
 
 def test_corpus_tokenization_equals_single_review():

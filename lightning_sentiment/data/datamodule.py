@@ -24,7 +24,7 @@ from lightning_sentiment.data.corpus import Corpus, cache_path, load_or_build
 from lightning_sentiment.data.splits import split_indices
 from lightning_sentiment.data.stats import data_stats
 from lightning_sentiment.data.text import KERAS_FILTERS, Tokenizer, Vocabulary
-from lightning_sentiment.errors import SentimentError, check_choice, check_count
+from lightning_sentiment.errors import SentimentError, SettingError, check_choice, check_count
 
 log = logging.getLogger(__name__)
 SPLIT_BY = ("review", "movie")
@@ -76,6 +76,12 @@ class SentimentDataModule(pl.LightningDataModule):
         check_count("data.batch_size", batch_size)
         check_count("data.eval_batch_size", eval_batch_size)
         check_count("data.num_workers", num_workers, minimum=0)  # 0: batches built in this process
+        check_count("data.ngram_min_count", ngram_min_count)
+        flags = (lowercase, strip_html, cache, bucket, distinct, pin_memory)
+        names = ("lowercase", "strip_html", "cache", "bucket", "distinct", "pin_memory")
+        for key, value in zip(names, flags, strict=True):
+            if not isinstance(value, bool):  # "maybe" would read as true
+                raise SettingError(f"data.{key}={value} must be true or false")
         if ngrams not in (1, 2):
             raise SentimentError(
                 f"data.ngrams={ngrams} is not allowed: use 1 (words) or 2 (words and bigrams)"

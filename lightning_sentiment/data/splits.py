@@ -23,10 +23,16 @@ def stratified_split(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(rest, held_out): `size` reviews held out with the label balance of `indices`."""
     k = _count(size, len(indices), key)
+    classes, sizes = np.unique(labels[indices], return_counts=True)
+    # each label's share of k, rounded so the shares add up to k (largest remainders first):
+    # rounding each alone held out none of 1 review, and 4 of 3
+    shares = k * sizes / len(indices)
+    quotas = np.floor(shares).astype(np.int64)
+    quotas[np.argsort(quotas - shares, kind="stable")[: k - quotas.sum()]] += 1
     held = []
-    for label in np.unique(labels[indices]):
+    for label, quota in zip(classes, quotas, strict=True):
         members = rng.permutation(indices[labels[indices] == label])
-        held.append(members[: int(round(k * len(members) / len(indices)))])
+        held.append(members[:quota])
     held_out = np.sort(np.concatenate(held))
     return np.setdiff1d(indices, held_out), held_out
 
@@ -90,4 +96,9 @@ def split_indices(
     if val_size == 0:  # no validation: train on every training review (a final fit)
         return {"train": train, "val": train[:0], "test": test}
     train, val = hold_out(train, val_size, "val_size")
+    if not len(val):  # whole movies: none small enough for so few reviews
+        raise SentimentError(
+            f"data.val_size={val_size} holds out no whole movie of the training reviews: use a larger "
+            "data.val_size or data.split_by=review"
+        )
     return {"train": train, "val": val, "test": test}

@@ -13,6 +13,8 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from lightning_sentiment.errors import SettingError
+
 # Keras' default `Tokenizer(filters=...)`: all ASCII punctuation but the apostrophe.
 KERAS_FILTERS = '!"#$%&()*+,-./:;<=>?@[\\]^_`{|}~\t\n'
 PAD_TOKEN = "<pad>"
@@ -35,10 +37,14 @@ class Tokenizer:
         strip_html: bool = True,
         split_chars: str = "",
     ) -> None:
-        if not (filters + split_chars).isascii():
-            raise ValueError("data.filters and data.split_chars must hold ASCII characters only")
+        filters = "" if filters is None else filters  # null: nothing filtered, as Keras' ""
+        for key, chars in (("filters", filters), ("split_chars", split_chars)):
+            if not isinstance(chars, str) or not chars.isascii():
+                raise SettingError(f"data.{key}={chars!r} must be a string of ASCII characters")
         if any(c.isspace() for c in split_chars):
-            raise ValueError(f"data.split_chars={split_chars!r} holds whitespace, which never makes a token")
+            raise SettingError(
+                f"data.split_chars={split_chars!r} holds whitespace, which never makes a token"
+            )
         self.lowercase = lowercase
         self.filters = filters
         self.strip_html = strip_html
