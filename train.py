@@ -33,7 +33,10 @@ def main(cfg: DictConfig) -> float | None:
         user_error = find_user_error(err)
         if HydraConfig.get().mode == RunMode.MULTIRUN:
             # One failing job must not kill the sweep: record it and go on.
-            log.exception("Job failed")
+            if user_error is None:
+                log.exception("Job failed")  # a bug: the traceback goes to the job's log
+            else:
+                log.error("Job failed: %s", user_error)
             failed = {"status": "failed", "error": str(user_error or err).splitlines()[0]}
             atomic_write_json(Path(cfg.paths.output_dir) / "metrics.json", failed)
             return float("nan")

@@ -22,7 +22,7 @@ from hydra.experimental.callback import Callback
 from lightning_sentiment.atomic import atomic_write_text
 
 FIGURES = ("val/acc_best", "test/acc", "epochs", "fit_seconds", "epoch_seconds")  # from metrics.json
-COLUMNS = ("job", "overrides", *FIGURES, "status")
+COLUMNS = ("job", "overrides", *FIGURES, "status", "error")  # error: a failed job's one line
 
 
 def collect(sweep_dir: Path) -> list[dict]:
@@ -38,6 +38,7 @@ def collect(sweep_dir: Path) -> list[dict]:
                 "overrides": " ".join(o for o in overrides if not o.startswith("hydra")),
                 **{name: metrics.get(name) for name in FIGURES},
                 "status": metrics.get("status", "failed"),
+                "error": metrics.get("error", ""),
             }
         )
     return sorted(rows, key=lambda r: (r["status"] != "completed", -_number(r["val/acc_best"])))
@@ -54,7 +55,7 @@ def _number(value: Any) -> float:
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4f}"
-    return "" if value is None else str(value)
+    return "" if value is None else str(value).replace("|", "\\|")  # a table cell
 
 
 def write_report(sweep_dir: str | Path) -> list[dict]:

@@ -79,8 +79,14 @@ def test_two_job_multirun_with_a_failing_job(tmp_path, tiny_archive):
     assert json.loads((tmp_path / "sweep" / "1" / "metrics.json").read_text())["error"].startswith(
         "data.max_len=-5"
     )
+    assert rows[1]["error"] == "data.max_len=-5 must be a positive integer or null (no limit)"
+    assert rows[0]["error"] == ""
     assert (tmp_path / "sweep" / "summary.png").read_bytes()[:4] == b"\x89PNG"
-    assert "| job |" in (tmp_path / "sweep" / "summary.md").read_text()
+    summary = (tmp_path / "sweep" / "summary.md").read_text()
+    assert "| job |" in summary and "| failed | data.max_len=-5 must be" in summary
+    # a setting error is one line in the job's log, not a traceback
+    job_log = (tmp_path / "sweep" / "1" / "train.log").read_text()
+    assert "Job failed: data.max_len=-5 must be" in job_log and "Traceback" not in job_log
 
 
 def test_report_sorts_best_first(tmp_path):
