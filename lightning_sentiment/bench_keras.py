@@ -161,8 +161,15 @@ def main(argv: list[str] | None = None) -> dict:
     if unknown:
         parser.error(f"unknown tutorial {', '.join(unknown)}: use {', '.join(TUTORIALS)}")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras  # noqa: PLC0415 - heavy, and only this script needs it
-    import tensorflow as tf  # noqa: PLC0415
+    try:
+        import keras  # noqa: PLC0415 - heavy, and only this script needs it
+        import tensorflow as tf  # noqa: PLC0415
+    except ImportError as err:
+        parser.error(
+            f"{err.name} is missing: TensorFlow is not a dependency; run this from a venv of its own: "
+            "python -m venv .tfenv && .tfenv/bin/pip install tensorflow-cpu==2.21.0 tqdm, then "
+            ".tfenv/bin/python -m lightning_sentiment.bench_keras (README, Development)"
+        )
 
     corpus = build_corpus(Path(args.archive), Tokenizer())
     rng = np.random.default_rng(0)

@@ -125,7 +125,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Summarize a Hydra multirun directory.")
     parser.add_argument("sweep_dir")
     args = parser.parse_args(argv)
-    rows = write_report(args.sweep_dir)
+    sweep_dir = Path(args.sweep_dir)
+    if not sweep_dir.is_dir() or not any((p / ".hydra").is_dir() for p in sweep_dir.iterdir()):
+        # not even a summary written into a folder that is no sweep
+        parser.error(f"{sweep_dir} holds no Hydra jobs: pass a multirun dir, outputs/multirun/<date>/<time>")
+    rows = write_report(sweep_dir)
     print((Path(args.sweep_dir) / "summary.md").read_text())
     print(f"{len(rows)} jobs")
 

@@ -172,3 +172,14 @@ def test_keras_reference_data_follows_keras_num_words_and_padding():
     assert bench_keras.inputs(with_oov, spec).tolist() == [[2, 3], [1, 2]]
     spec = dict(bench_keras.TUTORIALS["keras_mlp"], vocab=4)
     assert bench_keras.inputs(dropped, spec).tolist() == [[0, 1, 1, 0], [0, 1, 1, 1]]
+
+
+def test_bench_keras_without_tensorflow_says_how_to_get_it(tiny_archive, capsys, monkeypatch):
+    """TensorFlow is no dependency: without it, one message naming the venv to make."""
+    from lightning_sentiment import bench_keras
+
+    monkeypatch.setitem(sys.modules, "keras", None)  # as when it is not installed
+    with pytest.raises(SystemExit) as exited:
+        bench_keras.main(["--archive", str(tiny_archive), "--models", "keras_mlp"])
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and "keras is missing" in err and ".tfenv/bin/pip install" in err

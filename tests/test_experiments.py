@@ -9,6 +9,7 @@ import pytest
 from hydra.utils import instantiate
 
 from lightning_sentiment.pipeline import train
+from lightning_sentiment.sweep_report import main as sweep_report_main
 from lightning_sentiment.sweep_report import write_report
 from tests.helpers import run_train_py
 
@@ -99,6 +100,15 @@ def test_report_sorts_best_first(tmp_path):
             )
     rows = write_report(tmp_path)
     assert [r["job"] for r in rows] == ["1", "0", "2"] and rows[2]["status"] == "failed"
+
+
+def test_report_of_a_folder_without_jobs_writes_nothing(tmp_path, capsys):
+    (tmp_path / "not_a_job").mkdir()
+    for folder in (tmp_path, tmp_path / "missing"):
+        with pytest.raises(SystemExit) as exited:
+            sweep_report_main([str(folder)])
+        assert exited.value.code == 2 and "holds no Hydra jobs" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["not_a_job"]  # no summary files
 
 
 @pytest.mark.slow
