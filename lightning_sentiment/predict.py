@@ -92,6 +92,12 @@ class SentimentPredictor:
 
     def predict(self, texts: list[str]) -> list[Prediction]:
         """One Prediction per text; empty reviews get no label (never a silent guess)."""
+        if isinstance(texts, str):  # else each character would be classified as a review
+            raise TypeError("predict takes a list of reviews, not one string: predict([text])")
+        texts = list(texts)
+        for i, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise TypeError(f"review {i} is a {type(text).__name__}, not a string")
         encoded = [self.encode(t) for t in texts]
         scorable = [i for i, t in enumerate(texts) if t.strip()]
         probs = self.predict_proba([encoded[i][0] for i in scorable]) if scorable else []

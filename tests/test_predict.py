@@ -123,6 +123,15 @@ def test_prediction_tokenizes_as_training_did(tmp_path, tiny_archive):
         assert 0 < pred.known_tokens <= pred.tokens
 
 
+def test_predict_wants_a_list_of_strings(trained):
+    predictor = SentimentPredictor(trained[0]["best_model_path"])
+    with pytest.raises(TypeError, match=r"not one string: predict\(\[text\]\)"):
+        predictor.predict("a wonderful film")  # would have classified each character
+    with pytest.raises(TypeError, match="review 1 is a NoneType, not a string"):
+        predictor.predict(["fine", None])
+    assert predictor.predict([]) == [] and len(predictor.predict(("a", "b"))) == 2
+
+
 def test_cli_options_among_the_reviews_and_bad_options(trained, capsys):
     ckpt = trained[0]["best_model_path"]
     code, out, _ = run_cli(capsys, ckpt, "great film", "--json", "awful film", "--batch-size", "1")
