@@ -122,6 +122,7 @@ def _train(cfg: DictConfig) -> dict:
     if no_validation:
         callbacks = without_validation(cfg, callbacks)
     relaunch_ddp_children_as_this_job()
+    _check_accelerator(cfg.trainer.get("accelerator"))
     with settings_of("trainer"):
         trainer = instantiate(
             cfg.trainer,
@@ -214,6 +215,17 @@ def warn_if_emulated_bf16(trainer: pl.Trainer) -> None:
             "precision %s on a CPU without native bf16 (AVX512_BF16 or AMX) is emulated and "
             "slower than fp32: use trainer=cpu (32-true) on this machine",
             trainer.precision,
+        )
+
+
+def _check_accelerator(accelerator: str | None) -> None:
+    """A GPU asked for where torch sees none: one line with what to do, not Lightning's
+    "No supported gpu backend found!"."""
+    if str(accelerator) in ("gpu", "cuda") and not torch.cuda.is_available():
+        build = "a CPU-only torch build" if torch.version.cuda is None else "no CUDA device visible"
+        raise SettingError(
+            f"trainer.accelerator={accelerator}, but torch sees no GPU here ({build}): leave "
+            "trainer at its default (auto) or use trainer=cpu"
         )
 
 

@@ -168,6 +168,11 @@ def test_cli_missing_data_is_one_clear_line(tmp_path):
         (["trainer.max_epochs=-2"], "error: trainer: `max_epochs` must be a non-negative integer or -1"),
         (["seed=abc"], "error: seed=abc must be an integer, or null for no seeding"),
         (["train=false"], "error: train=false evaluates a saved model: pass ckpt_path=PATH"),
+        pytest.param(
+            ["trainer=gpu"],
+            "error: trainer.accelerator=gpu, but torch sees no GPU here",
+            marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is there"),
+        ),
     ],
 )
 def test_cli_bad_setting_is_one_clear_line(tmp_path, tiny_archive, overrides, message):
