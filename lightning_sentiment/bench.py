@@ -42,7 +42,7 @@ from omegaconf import open_dict  # noqa: E402
 from lightning_sentiment.checkpoint_io import AtomicCheckpointIO  # noqa: E402
 from lightning_sentiment.data import SentimentDataModule  # noqa: E402
 from lightning_sentiment.data.imdb import read_reviews  # noqa: E402
-from lightning_sentiment.errors import SentimentError  # noqa: E402
+from lightning_sentiment.errors import SentimentError, positive_int  # noqa: E402
 from lightning_sentiment.models.lean import LeanLightningModule  # noqa: E402
 from lightning_sentiment.pipeline import (  # noqa: E402
     configure_threads,
@@ -416,21 +416,15 @@ def bench_predict(
     return round(len(texts) / (time.perf_counter() - start), 1)
 
 
-def _positive(value: str) -> int:
-    # --warmup too: Lightning's timer starts at the end of a batch, so there must be one before
-    if not value.lstrip("-").isdigit() or int(value) < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not an integer >= 1")
-    return int(value)
-
-
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--archive", default=os.environ.get("IMDB_ARCHIVE"), help="IMDB .tar.gz")
     parser.add_argument("--models", default=",".join(MODELS + EXPERIMENTS), help="configs, comma-separated")
     parser.add_argument("--device", default="cpu", choices=["cpu", "gpu"])
-    parser.add_argument("--batches", type=_positive, default=40, help="timed training batches per model")
-    parser.add_argument("--warmup", type=_positive, default=3, help="untimed batches first (at least 1)")
-    parser.add_argument("--repeats", type=_positive, default=3)
+    parser.add_argument("--batches", type=positive_int, default=40, help="timed training batches per model")
+    # at least 1: Lightning's timer starts at the end of a batch, so there must be one before
+    parser.add_argument("--warmup", type=positive_int, default=3, help="untimed batches first (at least 1)")
+    parser.add_argument("--repeats", type=positive_int, default=3)
     parser.add_argument("--full-epoch", action="store_true", help="time whole epochs")
     parser.add_argument(
         "--pairing",
@@ -438,7 +432,7 @@ def main(argv: list[str] | None = None) -> dict:
         help="Lightning against the plain loop: a step of each in turn in one run (step, the CPU "
         "default) or separate runs (run, the GPU default: per-step timing would stop its queue)",
     )
-    parser.add_argument("--predict-reviews", type=_positive, default=5000)
+    parser.add_argument("--predict-reviews", type=positive_int, default=5000)
     parser.add_argument("--skip", default="", help="parts to skip: data,models,floor,predict")
     parser.add_argument("--smoke", action="store_true", help="tiny settings, for CI")
     parser.add_argument(

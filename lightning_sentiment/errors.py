@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import re
@@ -40,6 +41,13 @@ def check_count(key: str, value, minimum: int = 1) -> None:
     """Raise `key=value must be an integer >= minimum` unless it is one (bools are not)."""
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise SettingError(f"{key}={value} must be an integer >= {minimum}")
+
+
+def positive_int(value: str) -> int:
+    """argparse type of a count >= 1 (`--batches 0` stops at the command line)."""
+    if not value.lstrip("-").isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not an integer >= 1")
+    return int(value)
 
 
 def check_share(key: str, value) -> None:

@@ -23,7 +23,7 @@ import torch
 from lightning_sentiment.checkpointing import DATA_STATE_KEY, load_checkpoint
 from lightning_sentiment.data.ngrams import bigram_tokens
 from lightning_sentiment.data.text import Tokenizer, Vocabulary, pad_sequences, truncate
-from lightning_sentiment.errors import SentimentError
+from lightning_sentiment.errors import SentimentError, positive_int
 
 
 def build_net(cfg: dict) -> torch.nn.Module:
@@ -122,12 +122,6 @@ def _read_texts(args: argparse.Namespace) -> list[str]:
     return sys.stdin.read().splitlines()
 
 
-def _positive(value: str) -> int:
-    if not value.lstrip("-").isdigit() or int(value) < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not an integer >= 1")
-    return int(value)
-
-
 def _preview(text: str, width: int = 60) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= width else flat[: width - 3] + "..."
@@ -140,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--file", help="a text file, one review per line")
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, ...")
-    parser.add_argument("--batch-size", type=_positive, default=256, help="reviews a forward pass")
+    parser.add_argument("--batch-size", type=positive_int, default=256, help="reviews a forward pass")
     # options may come after the reviews too: CKPT "A review." --json
     args = parser.parse_intermixed_args(argv)
     try:
