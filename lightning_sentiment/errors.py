@@ -72,18 +72,16 @@ def settings_of(key: str) -> Iterator[None]:
     """
     try:
         yield
-    except SentimentError:
-        raise
     except Exception as err:
+        if find_user_error(err) is not None:  # ours already: the entry points print it
+            raise
         # imported here: this module stays free of torch, which the package's __init__
         # imports before train.py sets the memory options (memory.py)
         from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
         cause = err
-        while cause.__cause__ is not None and not isinstance(cause, SentimentError):
+        while cause.__cause__ is not None:  # Hydra's InstantiationException wraps the original
             cause = cause.__cause__
-        if isinstance(cause, SentimentError):
-            raise
         located = _LOCATE.search(str(err))
         if located and isinstance(cause, ImportError):
             raise SettingError(
