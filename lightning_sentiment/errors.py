@@ -37,10 +37,17 @@ def find_user_error(err: BaseException | None) -> SentimentError | None:
     return None
 
 
-def check_count(key: str, value, minimum: int = 1) -> None:
-    """Raise `key=value must be an integer >= minimum` unless it is one (bools are not)."""
+def check_count(key: str, value, minimum: int = 1, also: str = "") -> None:
+    """Raise `key=value must be an integer >= minimum[also]` unless it is one (bools are
+    not); `also` names what else the key takes (", or null (...)")."""
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise SettingError(f"{key}={value} must be an integer >= {minimum}")
+        raise SettingError(f"{key}={value} must be an integer >= {minimum}{also}")
+
+
+def first_line(err: BaseException) -> str:
+    """An exception's message cut to one line, or its type's name when it has none."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 def positive_int(value: str) -> int:
@@ -88,8 +95,7 @@ def settings_of(key: str) -> Iterator[None]:
                 f"{key}: cannot import {located.group(1)}: check the _target_ of {key} (or a group under it)"
             ) from err
         if isinstance(cause, ValueError | MisconfigurationException) and _raised_by_library(cause):
-            message = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
-            raise SettingError(f"{key}: {message} (check the {key}.* settings)") from err
+            raise SettingError(f"{key}: {first_line(cause)} (check the {key}.* settings)") from err
         raise
 
 

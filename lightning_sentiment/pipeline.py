@@ -24,7 +24,7 @@ from lightning_sentiment.atomic import atomic_write_json, atomic_write_text
 from lightning_sentiment.checkpoint_io import AtomicCheckpointIO
 from lightning_sentiment.checkpointing import DATA_STATE_KEY, load_checkpoint
 from lightning_sentiment.data import SentimentDataModule, Vocabulary
-from lightning_sentiment.errors import SentimentError, SettingError, settings_of
+from lightning_sentiment.errors import SentimentError, SettingError, check_count, settings_of
 from lightning_sentiment.memory import configure_cpu_memory
 from lightning_sentiment.models import SentimentClassifier
 from lightning_sentiment.reports import plot_curves, write_run_reports
@@ -186,11 +186,9 @@ def _write_run_files(cfg, datamodule, model, loggers, metrics: dict, output_dir:
 
 def configure_threads(threads: int | None) -> int:
     """torch threads: given, else the cores divided among parallel sweep jobs (joblib)."""
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-        raise SettingError(
-            f"threads={threads} must be an integer >= 1, or null (the cores, split among jobs)"
-        )
-    if threads is None:
+    if threads is not None:
+        check_count("threads", threads, also=", or null (the cores, split among jobs)")
+    else:
         jobs = 1
         if HydraConfig.initialized():
             jobs = HydraConfig.get().launcher.get("n_jobs") or 1

@@ -23,7 +23,7 @@ import torch
 from lightning_sentiment.checkpointing import DATA_STATE_KEY, load_checkpoint
 from lightning_sentiment.data.ngrams import bigram_tokens
 from lightning_sentiment.data.text import Tokenizer, Vocabulary, pad_sequences, truncate
-from lightning_sentiment.errors import SentimentError, positive_int
+from lightning_sentiment.errors import SentimentError, first_line, positive_int
 
 
 def build_net(cfg: dict) -> torch.nn.Module:
@@ -62,9 +62,8 @@ class SentimentPredictor:
             self.device = torch.device(device)
             self.net.to(self.device).eval()
         except (RuntimeError, AssertionError) as err:  # unknown name; no such GPU or no CUDA build
-            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise SentimentError(
-                f"--device {device}: {reason}: use cpu, or cuda where torch sees a GPU"
+                f"--device {device}: {first_line(err)}: use cpu, or cuda where torch sees a GPU"
             ) from err
         self.batch_size = batch_size
 
