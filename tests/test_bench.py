@@ -3,7 +3,7 @@ import sys
 
 import pytest
 
-from lightning_sentiment import bench, bench_allocator
+from lightning_sentiment import bench, bench_allocator, bench_loops
 from lightning_sentiment.data import corpus as corpus_module
 
 # What the tiny test archive (a few dozen reviews) can feed: small batches and vocabulary.
@@ -56,10 +56,11 @@ def test_step_pairing_trains_both_loops_on_the_same_batches_in_turn(tiny_archive
     """--pairing step (the CPU default): a plain step between each two Lightning steps, the
     same batches, and the plain loop clips gradients when the config does (lstm: 1.0)."""
     clips = []
-    clip = bench.torch.nn.utils.clip_grad_norm_
-    monkeypatch.setattr(bench.torch.nn.utils, "clip_grad_norm_", lambda p, c: clips.append(c) or clip(p, c))
+    utils = bench_loops.torch.nn.utils
+    clip = utils.clip_grad_norm_
+    monkeypatch.setattr(utils, "clip_grad_norm_", lambda p, c: clips.append(c) or clip(p, c))
     cfg, datamodule = _tiny_fit_cfg("lstm", tiny_archive, tmp_path)
-    light, plain, loop = bench._interleaved_steps(cfg, datamodule, warmup=1, batches=2)
+    light, plain, loop = bench_loops.interleaved_steps(cfg, datamodule, warmup=1, batches=2)
     assert len(light) == len(plain) == 2 and min(light) > 0 and min(plain) > 0
     steps = {int(state["step"]) for state in loop.optimizer.state.values()}
     assert steps == {3}  # warm-up and timed batches: the plain loop trained each once
@@ -68,15 +69,15 @@ def test_step_pairing_trains_both_loops_on_the_same_batches_in_turn(tiny_archive
 
 def test_step_pairing_stops_when_the_loops_see_different_batches(tiny_archive, tmp_path, monkeypatch):
     cfg, datamodule = _tiny_fit_cfg("keras_mlp", tiny_archive, tmp_path)
-    init = bench._PlainLoop.__init__
+    init = bench_loops.PlainLoop.__init__
 
     def skip_one(self, *args):
         init(self, *args)
         next(self.loader)  # one batch ahead of Lightning's loader
 
-    monkeypatch.setattr(bench._PlainLoop, "__init__", skip_one)
+    monkeypatch.setattr(bench_loops.PlainLoop, "__init__", skip_one)
     with pytest.raises(RuntimeError, match="saw different batches at 3 steps"):
-        bench._interleaved_steps(cfg, datamodule, warmup=1, batches=2)
+        bench_loops.interleaved_steps(cfg, datamodule, warmup=1, batches=2)
 
 
 def test_pairing_is_steps_by_default_on_cpu_and_runs_on_request(tiny_archive):

@@ -1,0 +1,267 @@
+"""The training loops the benchmark times (`python -m lightning_sentiment.bench`).
+
+Lightning as train.py runs it (`train_py_trainer`), a hand-written loop training the same
+model on the same batches (`PlainLoop`), the two timed in separate runs or a step of each
+in turn (`interleaved_steps`), and Lightning's fixed cost per step on a near-empty model
+(`bench_step_floor`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+
+from lightning_sentiment.checkpoint_io import AtomicCheckpointIO
+from lightning_sentiment.models.lean import LeanLightningModule
+from lightning_sentiment.pipeline import instantiate_callbacks, instantiate_loggers
+
+
+class BatchTimer(pl.Callback):
+    """Wall time of `batches` training steps after `warmup`: from the end of one batch to
+    the end of another, so every callback's per-step hooks count once per step."""
+
+    def __init__(self, warmup: int, batches: int) -> None:
+        self.first, self.last = warmup - 1, warmup + batches - 1
+        self.start, self.seconds = None, None
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        if batch_idx in (self.first, self.last):
+            if pl_module.device.type == "cuda":
+                torch.cuda.synchronize()  # queued kernels belong to the timed steps
+            if batch_idx == self.first:
+                self.start = time.perf_counter()
+            else:
+                self.seconds = time.perf_counter() - self.start
+
+
+def train_py_trainer(cfg, *timers: pl.Callback, **limits) -> pl.Trainer:
+    """The Trainer as train.py builds it from `cfg.trainer` (precision, profiler, logging
+    interval), with the config's callbacks and loggers so their per-step costs count,
+    plus the `timers` (a `BatchTimer` or the interleaved plain loop) and the benchmark's
+    `limits` (one epoch of so many batches)."""
+    loggers = instantiate_loggers(cfg.get("logger"))
+    callbacks = instantiate_callbacks(cfg.get("callbacks"), has_logger=bool(loggers))
+    return instantiate(
+        cfg.trainer,
+        callbacks=[*callbacks, *timers],
+        logger=loggers or False,
+        plugins=[AtomicCheckpointIO()],
+        devices=1,
+        max_epochs=1,
+        limit_val_batches=1,  # the monitored val/acc exists for the checkpoint callback
+        num_sanity_val_steps=0,
+        enable_model_summary=False,
+        **limits,
+    )
+
+
+def lightning_fit(cfg, datamodule, steps: int, *timers: pl.Callback) -> None:
+    """One epoch of `steps` batches, Lightning as train.py runs it, the `timers` timing it."""
+    pl.seed_everything(0, verbose=False)
+    model = instantiate(cfg.model, _recursive_=False)
+    trainer = train_py_trainer(cfg, *timers, limit_train_batches=steps)
+    with contextlib.redirect_stdout(sys.stderr):  # the progress bar; stdout is for the JSON
+        trainer.fit(model, datamodule=datamodule)  # as train.py: the datamodule's hooks count
+
+
+def lightning_seconds(cfg, datamodule, warmup: int, batches: int) -> float:
+    timer = BatchTimer(warmup, batches)
+    lightning_fit(cfg, datamodule, warmup + batches, timer)
+    return timer.seconds
+
+
+class PlainLoop:
+    """The same model (same seed) trained by a hand-written loop on the same batches, from
+    its own loader. Mixed precision as Lightning does it: autocast and, for fp16, a
+    gradient scaler. Sums the time its counted steps waited for batches."""
+
+    def __init__(self, cfg, datamodule) -> None:
+        pl.seed_everything(0, verbose=False)
+        self.device = torch.device("cuda" if cfg.trainer.accelerator in ("gpu", "cuda") else "cpu")
+        self.model = instantiate(cfg.model, _recursive_=False).to(self.device)
+        self.optimizer = self.model.configure_optimizers()["optimizer"]
+        precision = str(cfg.trainer.precision)
+        self.dtype = {"16-mixed": torch.float16, "bf16-mixed": torch.bfloat16}.get(precision)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
+        self.clip = cfg.trainer.get("gradient_clip_val")  # as Lightning clips: the norm, unscaled
+        self.data_s = 0.0
+        self.loss_sum = torch.zeros((), device=self.device)
+        self.correct = torch.zeros((), device=self.device, dtype=torch.long)
+        self.loader = iter(datamodule.train_dataloader())
+
+    def step(self, counted: bool) -> list[torch.Tensor]:
+        """One training step on the next batch; returns the batch."""
+        fetch = time.perf_counter()
+        batch = [t.to(self.device, non_blocking=True) for t in next(self.loader)]
+        if counted:
+            self.data_s += time.perf_counter() - fetch
+        with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None):
+            loss, probs, labels = self.model.model_step(batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.clip:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        with torch.no_grad():  # what any training loop tracks: loss and accuracy sums
+            self.loss_sum += loss * labels.numel()
+            self.correct += ((probs >= 0.5) == (labels >= 0.5)).sum()
+        return batch
+
+    def finish(self) -> None:
+        float(self.loss_sum), int(self.correct)  # the epoch's figures reach the host, as Lightning's do
+
+
+def count_steps(datamodule, warmup: int, batches: int) -> tuple[int, int]:
+    """Real (non-padding) and computed time steps of the timed batches: counted in a pass
+    of its own, so neither loop's timing includes the counting."""
+    real = computed = 0
+    for i, batch in zip(range(warmup + batches), datamodule.train_dataloader(), strict=False):
+        if i >= warmup:
+            real += int((batch[0] != 0).sum())
+            computed += batch[0].numel()
+    return real, computed
+
+
+def plain_seconds(cfg, datamodule, warmup: int, batches: int) -> tuple[float, float]:
+    """The plain loop alone: (seconds, seconds waiting for batches)."""
+    loop = PlainLoop(cfg, datamodule)
+    for i in range(warmup + batches):
+        if i == warmup:
+            if loop.device.type == "cuda":
+                torch.cuda.synchronize()  # the warm-up's queued kernels are not timed
+            start = time.perf_counter()
+        loop.step(counted=i >= warmup)
+    loop.finish()
+    return time.perf_counter() - start, loop.data_s
+
+
+class _Interleaved(pl.Callback):
+    """One plain-loop step between each two of Lightning's, so the two loops are timed step
+    by step under the same load (a shared machine's load drifts within seconds; separate
+    runs of the two loops drift apart). Each loop fetches its own batch right before its
+    step; the plain loop trains batch i + 1 at the end of Lightning's batch i, so each
+    loop's step follows one of the other's. Lightning's step i runs from this hook's
+    return at batch i - 1 to its call at batch i (every other hook and callback
+    included). Both loaders yield the same batches in the same order: checked."""
+
+    def __init__(self, loop: PlainLoop, warmup: int, batches: int) -> None:
+        self.loop, self.timed = loop, range(warmup, warmup + batches)
+        self.light: dict[int, float] = {}  # batch index -> seconds
+        self.plain: dict[int, float] = {}
+        self.pending: list[torch.Tensor] | None = None
+        self.returned = 0.0
+        self.mismatched = 0
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self.pending = self.loop.step(counted=False)  # batch 0, before Lightning's
+        self.returned = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        called = time.perf_counter()
+        if batch_idx in self.timed:
+            self.light[batch_idx] = called - self.returned
+        self.mismatched += not all(torch.equal(a, b) for a, b in zip(self.pending, batch, strict=True))
+        if batch_idx + 1 <= self.timed[-1]:
+            start = time.perf_counter()
+            self.pending = self.loop.step(counted=batch_idx + 1 in self.timed)
+            if batch_idx + 1 in self.timed:
+                self.plain[batch_idx + 1] = time.perf_counter() - start
+        self.returned = time.perf_counter()
+
+
+def interleaved_steps(cfg, datamodule, warmup: int, batches: int):
+    """Both loops in one run, a step of each in turn (CPU). Returns (Lightning's and the plain
+    loop's seconds for each timed step, same batches, in order; the plain loop)."""
+    loop = PlainLoop(cfg, datamodule)
+    interleaved = _Interleaved(loop, warmup, batches)
+    lightning_fit(cfg, datamodule, warmup + batches, interleaved)  # it times Lightning's steps too
+    loop.finish()
+    if interleaved.mismatched:
+        raise RuntimeError(
+            f"the plain loop and Lightning saw different batches at {interleaved.mismatched} steps"
+        )
+    steps = list(interleaved.timed)
+    return [interleaved.light[i] for i in steps], [interleaved.plain[i] for i in steps], loop
+
+
+class _Tiny(LeanLightningModule):
+    """A 16 -> 1 linear model: its steps are almost all loop machinery (with the hook
+    bookkeeping fast path that SentimentClassifier has)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer = torch.nn.Linear(16, 1)
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        return torch.nn.functional.mse_loss(self.layer(x).squeeze(-1), y)
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self.log("val/acc", 1 - self.training_step(batch, batch_idx))  # what the callbacks monitor
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.parameters(), fused=True)
+
+
+def bench_step_floor(steps: int, root: str, cfg) -> dict:
+    """Microseconds per step of a near-empty model: Lightning's fixed cost per step.
+
+    A plain loop; a bare Lightning Trainer (no callbacks, logger, progress bar or
+    profiler); and the Trainer as train.py builds it (`conf/`'s default callbacks,
+    logger and profiler, from `cfg`: a composed config, the model part unused).
+    """
+    generator = torch.Generator().manual_seed(0)
+    batches = [
+        (torch.randn(32, 16, generator=generator), torch.rand(32, generator=generator)) for _ in range(steps)
+    ]
+
+    def plain() -> float:
+        model = _Tiny()
+        optimizer = model.configure_optimizers()
+        for i, batch in enumerate(batches):
+            if i == 1:  # from the end of the first step, as the Lightning timer
+                start = time.perf_counter()
+            loss = model.training_step(batch, i)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        return time.perf_counter() - start
+
+    def lightning(as_train_py: bool) -> float:
+        timer = BatchTimer(1, steps - 1)
+        if as_train_py:
+            trainer = train_py_trainer(cfg, timer, accelerator="cpu")
+        else:
+            trainer = pl.Trainer(
+                accelerator="cpu",
+                max_epochs=1,
+                limit_val_batches=1,
+                num_sanity_val_steps=0,
+                logger=False,
+                enable_checkpointing=False,
+                enable_progress_bar=False,
+                enable_model_summary=False,
+                callbacks=[timer],
+                default_root_dir=root,
+            )
+        loader = torch.utils.data.DataLoader(batches, batch_size=None)
+        with contextlib.redirect_stdout(sys.stderr):
+            trainer.fit(_Tiny(), train_dataloaders=loader, val_dataloaders=loader)
+        return timer.seconds
+
+    def us(seconds: list[float]) -> float:
+        return round(min(seconds) / (steps - 1) * 1e6, 1)  # min: the machine's noise only adds
+
+    plain_s, bare_s, train_py_s = [], [], []
+    for _ in range(2):
+        plain_s.append(plain())
+        bare_s.append(lightning(as_train_py=False))
+        train_py_s.append(lightning(as_train_py=True))
+    return {"plain_us": us(plain_s), "lightning_us": us(bare_s), "lightning_train_py_us": us(train_py_s)}
