@@ -48,10 +48,7 @@ from lightning_sentiment.bench_loops import (  # noqa: E402
 from lightning_sentiment.data import SentimentDataModule  # noqa: E402
 from lightning_sentiment.data.imdb import read_reviews  # noqa: E402
 from lightning_sentiment.errors import SentimentError, positive_int  # noqa: E402
-from lightning_sentiment.pipeline import (  # noqa: E402
-    configure_threads,
-    native_bf16,
-)
+from lightning_sentiment.hardware import configure_threads, native_bf16  # noqa: E402
 from lightning_sentiment.predict import SentimentPredictor  # noqa: E402
 
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")

@@ -5,17 +5,14 @@ from __future__ import annotations
 import logging
 import os
 import statistics
-import sys
 import time
 import warnings
 from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.loggers import Logger, TensorBoardLogger
 from pytorch_lightning.utilities.model_summary import ModelSummary
@@ -24,7 +21,13 @@ from lightning_sentiment.atomic import atomic_write_json, atomic_write_text
 from lightning_sentiment.checkpoint_io import AtomicCheckpointIO
 from lightning_sentiment.checkpointing import DATA_STATE_KEY, load_checkpoint
 from lightning_sentiment.data import SentimentDataModule, Vocabulary
-from lightning_sentiment.errors import SentimentError, SettingError, check_count, settings_of
+from lightning_sentiment.errors import SentimentError, SettingError, settings_of
+from lightning_sentiment.hardware import (
+    check_accelerator,
+    configure_threads,
+    relaunch_ddp_children_as_this_job,
+    warn_if_emulated_bf16,
+)
 from lightning_sentiment.memory import configure_cpu_memory
 from lightning_sentiment.models import SentimentClassifier
 from lightning_sentiment.reports import plot_curves, write_run_reports
@@ -122,7 +125,7 @@ def _train(cfg: DictConfig) -> dict:
     if no_validation:
         callbacks = without_validation(cfg, callbacks)
     relaunch_ddp_children_as_this_job()
-    _check_accelerator(cfg.trainer.get("accelerator"))
+    check_accelerator(cfg.trainer.get("accelerator"))
     with settings_of("trainer"):
         trainer = instantiate(
             cfg.trainer,
@@ -182,61 +185,6 @@ def _write_run_files(cfg, datamodule, model, loggers, metrics: dict, output_dir:
     _log_hparams(cfg, model, loggers, metrics)
     atomic_write_json(output_dir / "metrics.json", metrics)
     log.info("Metrics: %s", metrics)
-
-
-def configure_threads(threads: int | None) -> int:
-    """torch threads: given, else the cores divided among parallel sweep jobs (joblib)."""
-    if threads is not None:
-        check_count("threads", threads, also=", or null (the cores, split among jobs)")
-    else:
-        jobs = 1
-        if HydraConfig.initialized():
-            jobs = HydraConfig.get().launcher.get("n_jobs") or 1
-        cores = os.cpu_count() or 1
-        jobs = cores if jobs < 0 else jobs  # joblib: -1 = one job per core
-        threads = max(1, cores // jobs)
-    torch.set_num_threads(threads)
-    return threads
-
-
-def native_bf16() -> bool:
-    """Whether this CPU computes bfloat16 in hardware (AVX512_BF16 or AMX)."""
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # torch.cpu, private
-    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
-
-
-def warn_if_emulated_bf16(trainer: pl.Trainer) -> None:
-    """bf16 on a CPU without it in hardware is emulated: slower than fp32, not faster."""
-    bf16 = str(trainer.precision).startswith("bf16")
-    if bf16 and trainer.strategy.root_device.type == "cpu" and not native_bf16():
-        log.warning(
-            "precision %s on a CPU without native bf16 (AVX512_BF16 or AMX) is emulated and "
-            "slower than fp32: use trainer=cpu (32-true) on this machine",
-            trainer.precision,
-        )
-
-
-def _check_accelerator(accelerator: str | None) -> None:
-    """A GPU asked for where torch sees none: one line with what to do, not Lightning's
-    "No supported gpu backend found!"."""
-    if str(accelerator) in ("gpu", "cuda") and not torch.cuda.is_available():
-        build = "a CPU-only torch build" if torch.version.cuda is None else "no CUDA device visible"
-        raise SettingError(
-            f"trainer.accelerator={accelerator}, but torch sees no GPU here ({build}): leave "
-            "trainer at its default (auto) or use trainer=cpu"
-        )
-
-
-def relaunch_ddp_children_as_this_job() -> None:
-    """Lightning's DDP starts each extra process by re-running `sys.argv`. Inside a
-    multirun that command is the whole sweep (`-m a,b,c`): make it this job alone,
-    writing into this job's dir, so a DDP sweep runs each job once."""
-    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
-        return
-    hydra_cfg = HydraConfig.get()
-    sys.argv = [sys.argv[0], *hydra_cfg.overrides.task]
-    with read_write(hydra_cfg), open_dict(hydra_cfg):
-        hydra_cfg.run.dir = hydra_cfg.runtime.output_dir  # Lightning passes run.dir on
 
 
 def resolve_ckpt_path(ckpt_path: str | None, output_dir: Path) -> str | None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lightning_sentiment import pipeline
+from lightning_sentiment import hardware
 from lightning_sentiment.pipeline import train
 from tests.helpers import quiet_trainer, run_train_py
 
@@ -61,10 +61,10 @@ def test_cpu_bf16_trains_and_keeps_fp32_weights(train_cfg, model):
 
 @pytest.mark.parametrize("native", [True, False])
 def test_bf16_on_a_cpu_without_it_warns_in_one_line(native, monkeypatch, caplog):
-    monkeypatch.setattr(pipeline, "native_bf16", lambda: native)
-    with caplog.at_level(logging.WARNING, logger=pipeline.__name__):
-        pipeline.warn_if_emulated_bf16(quiet_trainer(precision="bf16-mixed"))
-        pipeline.warn_if_emulated_bf16(quiet_trainer(precision="32-true"))
+    monkeypatch.setattr(hardware, "native_bf16", lambda: native)
+    with caplog.at_level(logging.WARNING, logger=hardware.__name__):
+        hardware.warn_if_emulated_bf16(quiet_trainer(precision="bf16-mixed"))
+        hardware.warn_if_emulated_bf16(quiet_trainer(precision="32-true"))
     warnings = [r.getMessage() for r in caplog.records]
     if native:
         assert warnings == []
