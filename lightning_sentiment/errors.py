@@ -37,11 +37,14 @@ def find_user_error(err: BaseException | None) -> SentimentError | None:
     return None
 
 
-def check_count(key: str, value, minimum: int = 1, also: str = "") -> None:
-    """Raise `key=value must be an integer >= minimum[also]` unless it is one (bools are
-    not); `also` names what else the key takes (", or null (...)")."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise SettingError(f"{key}={value} must be an integer >= {minimum}{also}")
+def check_count(key: str, value, minimum: int = 1, also: str = "", maximum: int | None = None) -> None:
+    """Raise `key=value must be an integer >= minimum[also]` (or `from minimum to maximum`)
+    unless it is one (bools are not); `also` names what else the key takes (", or null")."""
+    is_int = isinstance(value, int) and not isinstance(value, bool)
+    if is_int and value >= minimum and (maximum is None or value <= maximum):
+        return
+    bounds = f">= {minimum}" if maximum is None else f"from {minimum} to {maximum}"
+    raise SettingError(f"{key}={value} must be an integer {bounds}{also}")
 
 
 def first_line(err: BaseException) -> str:

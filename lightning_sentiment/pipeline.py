@@ -21,7 +21,7 @@ from lightning_sentiment.atomic import atomic_write_json, atomic_write_text
 from lightning_sentiment.checkpoint_io import AtomicCheckpointIO
 from lightning_sentiment.checkpointing import DATA_STATE_KEY, load_checkpoint
 from lightning_sentiment.data import SentimentDataModule, Vocabulary
-from lightning_sentiment.errors import SentimentError, SettingError, settings_of
+from lightning_sentiment.errors import SentimentError, SettingError, check_count, settings_of
 from lightning_sentiment.hardware import (
     check_accelerator,
     configure_threads,
@@ -101,9 +101,8 @@ def _train(cfg: DictConfig) -> dict:
     configure_cpu_memory()  # again: a sweep's worker processes do not run train.py
     configure_threads(cfg.get("threads"))
     seed = cfg.get("seed")
-    if seed is not None:
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise SettingError(f"seed={seed} must be an integer, or null for no seeding")
+    if seed is not None:  # numpy's seed range, which Lightning enforces with a ValueError
+        check_count("seed", seed, minimum=0, maximum=2**32 - 1, also=", or null for no seeding")
         pl.seed_everything(seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), output_dir)

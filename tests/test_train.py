@@ -166,7 +166,8 @@ def test_cli_missing_data_is_one_clear_line(tmp_path):
         # checked by torch and Lightning, reported by settings_of; the seed by train(cfg)
         (["model.optimizer.lr=-1"], "error: model.optimizer: Invalid learning rate: -1 (check the"),
         (["trainer.max_epochs=-2"], "error: trainer: `max_epochs` must be a non-negative integer or -1"),
-        (["seed=abc"], "error: seed=abc must be an integer, or null for no seeding"),
+        (["seed=abc"], "error: seed=abc must be an integer from 0 to 4294967295, or null for no seeding"),
+        (["seed=-1"], "error: seed=-1 must be an integer from 0 to 4294967295, or null"),  # was a traceback
         (["train=false"], "error: train=false evaluates a saved model: pass ckpt_path=PATH"),
         pytest.param(
             ["trainer=gpu"],
