@@ -19,7 +19,7 @@ from lightning_sentiment.memory import configure_cpu_memory
 configure_cpu_memory()  # before torch is imported (lightning_sentiment.memory says why)
 
 from lightning_sentiment.atomic import atomic_write_json  # noqa: E402
-from lightning_sentiment.errors import find_user_error  # noqa: E402
+from lightning_sentiment.errors import find_user_error, first_line  # noqa: E402
 from lightning_sentiment.pipeline import train  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ def main(cfg: DictConfig) -> float | None:
                 log.exception("Job failed")  # a bug: the traceback goes to the job's log
             else:
                 log.error("Job failed: %s", user_error)
-            failed = {"status": "failed", "error": str(user_error or err).splitlines()[0]}
+            failed = {"status": "failed", "error": first_line(user_error or err)}
             atomic_write_json(Path(cfg.paths.output_dir) / "metrics.json", failed)
             return float("nan")
         if user_error is None:

@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> None:
         # not even a summary written into a folder that is no sweep
         parser.error(f"{sweep_dir} holds no Hydra jobs: pass a multirun dir, outputs/multirun/<date>/<time>")
     rows = write_report(sweep_dir)
-    print((Path(args.sweep_dir) / "summary.md").read_text())
+    print((sweep_dir / "summary.md").read_text())
     print(f"{len(rows)} jobs")
 
 
