@@ -147,6 +147,6 @@ def test_a_resumed_run_takes_the_embedding_from_its_checkpoint(train_cfg, tmp_pa
         raise AssertionError("word2vec trained again on resume")
 
     monkeypatch.setattr(w2v, "word2vec_vectors", no_training)
-    monkeypatch.setattr("lightning_sentiment.models.lstm.word2vec_vectors", no_training)
+    monkeypatch.setattr("lightning_sentiment.models.lstm_setup.word2vec_vectors", no_training)
     metrics = train(train_cfg([*settings, "trainer.max_epochs=2", f"ckpt_path={first['best_model_path']}"]))
     assert metrics["status"] == "completed" and [row["epoch"] for row in metrics["history"]] == [1, 2]
