@@ -107,8 +107,8 @@ def test_training_step_trains_on_both_terms_and_reports_the_plain_loss():
     torch.set_rng_state(rng)
     total = adversarial.training_step(data, 1)
     assert total > 2 * plain_total * 0.999  # both terms; the second above the first
-    loss_sum = adversarial._train_sums[0]
-    torch.testing.assert_close(loss_sum, plain._train_sums[0])  # the reported loss: the plain one
+    loss_sum = adversarial._train_sums.loss
+    torch.testing.assert_close(loss_sum, plain._train_sums.loss)  # the reported loss: the plain one
 
 
 def test_adversarial_eps_is_checked():

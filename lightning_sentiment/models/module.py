@@ -9,16 +9,23 @@ import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.plugins.precision import Precision
 from pytorch_lightning.trainer.states import TrainerFn
-from pytorch_lightning.utilities import GradClipAlgorithmType
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import BinaryAccuracy
 
-from lightning_sentiment.errors import SentimentError, SettingError, check_choice, settings_of
+from lightning_sentiment.errors import SentimentError, SettingError, check_choice
 from lightning_sentiment.models.adversarial import adversarial_step, embedding_of
+from lightning_sentiment.models.gather import gather_rows
 from lightning_sentiment.models.lean import LeanLightningModule
-from lightning_sentiment.models.resume import apply_resume_changes, changed_settings, replay_plateau_steps
+from lightning_sentiment.models.optimization import build_optimization, clip_gradients
+from lightning_sentiment.models.resume import (
+    apply_resume_changes,
+    changed_settings,
+    replay_plateau_steps,
+    restore_rng_states,
+    save_rng_states,
+)
+from lightning_sentiment.models.running import TrainSums
 
 LOSSES = ("bce", "mse")
 EVAL_SPLITS = ("val", "test")
@@ -70,15 +77,16 @@ class SentimentClassifier(LeanLightningModule):
             embedding_of(self.net)  # fail now, not at the first step
         # torch checks the optimizer's and scheduler's settings (a negative learning rate, a
         # factor over 1) when they are built, after data setup: build them on a stand-in now
-        self._optimization([torch.nn.Parameter(torch.zeros(1))])
+        build_optimization(
+            self.hparams.optimizer, self.hparams.scheduler, [torch.nn.Parameter(torch.zeros(1))]
+        )
         # Validation and test: torchmetrics. Training: running sums on the device, because
         # two torchmetrics updates cost ~1.4 ms a step, 15% of a small LSTM's CPU step.
         self.acc = torch.nn.ModuleDict({s: BinaryAccuracy(validate_args=False) for s in EVAL_SPLITS})
         self.mean_loss = torch.nn.ModuleDict({s: MeanMetric() for s in EVAL_SPLITS})
         self.val_acc_best = MaxMetric()
         self.history: dict[int, dict] = {}  # epoch -> metrics, for curves.png
-        self._train_sums: tuple[torch.Tensor, torch.Tensor, int] | None = None  # loss sum, correct, count
-        self._aux_sum: torch.Tensor | None = None  # the network's own training term, summed as the loss
+        self._train_sums = TrainSums()
         self._epoch_start = time.perf_counter()
         self._resume_changes: dict[str, dict] = {}  # optimizer/scheduler settings a resume changed
         self.resuming = False  # set by train(cfg): the checkpoint brings the weights fitted to data
@@ -126,29 +134,25 @@ class SentimentClassifier(LeanLightningModule):
         else:
             loss, probs, labels = self.model_step(batch)
             total = loss
-        aux = getattr(self.net, "aux_loss", None)  # a network's own training term (next-word)
-        segments = getattr(self.net, "segment_logits", None)  # each segment read as a review
-        if segments is not None:
-            logits, reviews = segments
-            # the review's loss and targets (label smoothing too), segment by segment
-            seg_loss = self.net.segment_loss * self._loss(logits.float(), labels[reviews])
-            aux = seg_loss if aux is None else aux + seg_loss
+        aux = self._network_terms(labels)
         if aux is not None:  # reported apart: train/loss stays the sentiment loss
             total = total + aux
-        with torch.no_grad():  # accumulated on the device: no host sync per step
-            loss_sum = loss * labels.numel()
-            correct = ((probs >= 0.5) == (labels >= 0.5)).sum()
-            if aux is not None:  # summed as the loss is, not a `self.log` call a step
-                aux_sum = aux * labels.numel()
-                self._aux_sum = aux_sum if self._aux_sum is None else self._aux_sum.add_(aux_sum)
-            if self._train_sums is None:
-                self._train_sums = (loss_sum, correct, labels.numel())
-            else:  # in place, two ops: stacking a (3,) tensor cost ~0.1 ms a CPU step
-                sums = self._train_sums
-                self._train_sums = (sums[0].add_(loss_sum), sums[1].add_(correct), sums[2] + labels.numel())
+        self._train_sums.add(loss, probs, labels, aux)
         if batch_idx % NAN_CHECK_EVERY == 0:
             self._check_finite(total)
         return total
+
+    def _network_terms(self, labels: torch.Tensor) -> torch.Tensor | None:
+        """The network's own training terms of its last forward, weighted: its next-word
+        loss, and each segment read as a review (`segment_loss`); None without them."""
+        aux = getattr(self.net, "aux_loss", None)
+        segments = getattr(self.net, "segment_logits", None)
+        if segments is not None:
+            logits, reviews = segments  # (S,), (S,)
+            # the review's loss and targets (label smoothing too), segment by segment
+            seg_loss = self.net.segment_loss * self._loss(logits.float(), labels[reviews])
+            aux = seg_loss if aux is None else aux + seg_loss
+        return aux
 
     def _check_finite(self, loss: torch.Tensor) -> None:
         if not torch.isfinite(loss):  # stop now, not after hours of NaN epochs
@@ -158,7 +162,7 @@ class SentimentClassifier(LeanLightningModule):
             )
 
     def on_train_epoch_start(self) -> None:
-        self._train_sums = self._aux_sum = None
+        self._train_sums = TrainSums()
         self._epoch_start = time.perf_counter()
 
     def on_train_epoch_end(self) -> None:
@@ -166,11 +170,9 @@ class SentimentClassifier(LeanLightningModule):
         # the figure to set beside Keras' time an epoch, without fit's one-off setup.
         seconds = time.perf_counter() - self._epoch_start
         self._record({"seconds": round(seconds, 3)})
-        if self._train_sums is None:
+        sums = self._train_sums.stacked()
+        if sums is None:
             return
-        loss_sum, correct, count = self._train_sums
-        aux = [] if self._aux_sum is None else [self._aux_sum.float()]
-        sums = torch.stack([loss_sum.float(), correct.float(), loss_sum.new_tensor(float(count)), *aux])
         loss_sum, correct, count, *aux = self.trainer.strategy.reduce(sums, reduce_op="sum")
         self._check_finite(loss_sum)
         self._log_epoch("train", loss_sum / count, correct / count)
@@ -207,15 +209,7 @@ class SentimentClassifier(LeanLightningModule):
         Under DDP all ranks must call this (it gathers); shards may differ in size.
         """
         index, probs = (torch.cat(t) for t in zip(*self.test_outputs, strict=True))
-        if self.trainer.world_size == 1:
-            return index, probs
-        sizes = self.all_gather(torch.tensor(len(index), device=self.device))  # (world,)
-        width = int(sizes.max())
-        padded = torch.full((width, 2), -1.0, dtype=torch.float64, device=self.device)
-        padded[: len(index)] = torch.stack([index.double(), probs.double()], dim=1).to(self.device)
-        gathered = self.all_gather(padded).reshape(-1, width, 2)  # (world, width, 2)
-        rows = torch.cat([g[:n] for g, n in zip(gathered, sizes.tolist(), strict=True)]).cpu()
-        return rows[:, 0].long(), rows[:, 1].float()
+        return gather_rows(self, index, probs)
 
     def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
         return torch.sigmoid(self(batch[0]).float())
@@ -244,25 +238,14 @@ class SentimentClassifier(LeanLightningModule):
         self.log("hp_metric", best, sync_dist=True)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        # Random states at the epoch boundary: a resumed run draws the same dropout masks.
-        # Torch's only: data order comes from seeded numpy generators, not global state,
-        # and tensors keep the checkpoint loadable with torch.load(weights_only=True).
         checkpoint["history"] = list(self.history.values())  # curves survive a resume
-        checkpoint["rng_states"] = {
-            "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        }
+        save_rng_states(checkpoint)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         if self._trainer is None or self.trainer.state.fn == TrainerFn.FITTING:  # resuming, not testing
             self.history = {row["epoch"] - 1: row for row in checkpoint.get("history", [])}
             self._resume_changes = changed_settings(checkpoint.get("hyper_parameters", {}), self.hparams)
-        states = checkpoint.get("rng_states")
-        if not states:
-            return
-        torch.set_rng_state(states["torch"])
-        if states["cuda"] and torch.cuda.is_available() and len(states["cuda"]) == torch.cuda.device_count():
-            torch.cuda.set_rng_state_all(states["cuda"])
+        restore_rng_states(checkpoint)  # a resumed run draws the same dropout masks
 
     def setup(self, stage: str) -> None:
         # Networks with statistics of the training data (the MLP's naive-Bayes weights, the
@@ -285,40 +268,13 @@ class SentimentClassifier(LeanLightningModule):
     def configure_gradient_clipping(
         self, optimizer: torch.optim.Optimizer, gradient_clip_val=None, gradient_clip_algorithm=None
     ) -> None:
-        """Clip as Lightning does, also for a fused optimizer in mixed precision.
-
-        Lightning refuses that pair (a fused step unscales fp16 gradients itself), but
-        torch's scaler lets the gradients be unscaled first: its step then skips that.
-        """
-        if not gradient_clip_val:  # Lightning passes the trainer's value: none set, nothing to clip
-            return
-        if getattr(optimizer, "_step_supports_amp_scaling", False):
-            plugin = self.trainer.precision_plugin
-            if getattr(plugin, "scaler", None) is not None:  # an inf/NaN found here still skips the step
-                plugin.scaler.unscale_(optimizer)
-            # Lightning's own clipping, without the mixed-precision plugin's refusal
-            algorithm = GradClipAlgorithmType(gradient_clip_algorithm or "norm")
-            Precision.clip_gradients(plugin, optimizer, gradient_clip_val, algorithm)
-            return
-        self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
+        # Lightning's, which refuses a fused optimizer in mixed precision; ours does not
+        clip_gradients(self, optimizer, gradient_clip_val, gradient_clip_algorithm)
 
     def configure_optimizers(self) -> dict:
-        optimizer, scheduler = self._optimization(self.parameters())
+        optimizer, scheduler = build_optimization(
+            self.hparams.optimizer, self.hparams.scheduler, self.parameters()
+        )
         if scheduler is None:
             return {"optimizer": optimizer}
         return {"optimizer": optimizer, "lr_scheduler": scheduler}
-
-    def _optimization(self, params) -> tuple[torch.optim.Optimizer, dict | None]:
-        """The configured optimizer over `params`, and the scheduler entry Lightning takes
-        (the scheduler beside its `monitor`, `interval`, `frequency`), if one is set."""
-        with settings_of("model.optimizer"):
-            optimizer = instantiate(self.hparams.optimizer)(params=params)
-        if not self.hparams.scheduler:
-            return optimizer, None
-        scheduler_cfg = dict(self.hparams.scheduler)
-        lightning_keys = {
-            k: scheduler_cfg.pop(k) for k in ("monitor", "interval", "frequency") if k in scheduler_cfg
-        }
-        with settings_of("model.scheduler"):
-            scheduler = instantiate(scheduler_cfg)(optimizer=optimizer)
-        return optimizer, {"scheduler": scheduler, **lightning_keys}

@@ -11,11 +11,12 @@ import pytorch_lightning as pl
 import torch
 
 from lightning_sentiment.errors import SentimentError
+from lightning_sentiment.models.optimization import LIGHTNING_SCHEDULER_KEYS
 
 log = logging.getLogger(__name__)
 
 # Keys of the optimizer/scheduler configs that are not settings of the torch objects.
-_NOT_SETTINGS = {"_target_", "_partial_", "monitor", "interval", "frequency"}
+_NOT_SETTINGS = {"_target_", "_partial_", *LIGHTNING_SCHEDULER_KEYS}
 
 
 def changed_settings(saved: dict, current: Any) -> dict[str, dict]:
@@ -92,3 +93,23 @@ def apply_resume_changes(trainer: pl.Trainer, changes: dict[str, dict]) -> None:
     for name, changed in changes.items():
         for key, value in changed.items():
             log.info("resumed with model.%s.%s=%s (the checkpoint had another value)", name, key, value)
+
+
+def save_rng_states(checkpoint: dict) -> None:
+    """Random states at the epoch boundary, so a resumed run draws the same dropout
+    masks. Torch's only: data order comes from seeded numpy generators, not global state,
+    and tensors keep the checkpoint loadable with torch.load(weights_only=True)."""
+    checkpoint["rng_states"] = {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def restore_rng_states(checkpoint: dict) -> None:
+    """The states `save_rng_states` kept; CUDA's only on as many devices as saved them."""
+    states = checkpoint.get("rng_states")
+    if not states:
+        return
+    torch.set_rng_state(states["torch"])
+    if states["cuda"] and torch.cuda.is_available() and len(states["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(states["cuda"])
