@@ -21,13 +21,14 @@ from lightning_sentiment.data.batching import (
     rank_and_world,
 )
 from lightning_sentiment.data.corpus import Corpus, cache_path, load_or_build
+from lightning_sentiment.data.encoding import build_vocab, encode
+from lightning_sentiment.data.settings import check_data_settings
 from lightning_sentiment.data.splits import split_indices
 from lightning_sentiment.data.stats import data_stats
 from lightning_sentiment.data.text import KERAS_FILTERS, Tokenizer, Vocabulary
-from lightning_sentiment.errors import SentimentError, SettingError, check_choice, check_count
+from lightning_sentiment.errors import SentimentError
 
 log = logging.getLogger(__name__)
-SPLIT_BY = ("review", "movie")
 
 
 class SentimentDataModule(pl.LightningDataModule):
@@ -70,22 +71,7 @@ class SentimentDataModule(pl.LightningDataModule):
         pin_memory: bool = False,
     ) -> None:
         super().__init__()
-        _check_settings(
-            vocab_size, oov_token, max_len, padding, truncating, split, split_by, val_size, test_size
-        )
-        check_count("data.batch_size", batch_size)
-        check_count("data.eval_batch_size", eval_batch_size)
-        check_count("data.num_workers", num_workers, minimum=0)  # 0: batches built in this process
-        check_count("data.ngram_min_count", ngram_min_count)
-        flags = (lowercase, strip_html, cache, bucket, distinct, pin_memory)
-        names = ("lowercase", "strip_html", "cache", "bucket", "distinct", "pin_memory")
-        for key, value in zip(names, flags, strict=True):
-            if not isinstance(value, bool):  # "maybe" would read as true
-                raise SettingError(f"data.{key}={value} must be true or false")
-        if ngrams not in (1, 2):
-            raise SentimentError(
-                f"data.ngrams={ngrams} is not allowed: use 1 (words) or 2 (words and bigrams)"
-            )
+        check_data_settings({k: v for k, v in locals().items() if k not in ("self", "__class__")})
         self.save_hyperparameters(logger=False)
         self.tokenizer = Tokenizer(lowercase, filters, strip_html, split_chars)
         self.vocab: Vocabulary | None = None
@@ -130,8 +116,9 @@ class SentimentDataModule(pl.LightningDataModule):
         tokens = self._with_bigrams(corpus, index["train"]) if hp.ngrams == 2 else corpus
         rows = None  # the corpus ids of a vocabulary built here, in vocabulary order
         if self.vocab is None:
-            self.vocab, rows = self._build_vocab(tokens, index["train"])
-        ids, offsets = self._encode(tokens, rows)
+            self.vocab, rows = build_vocab(tokens, index["train"], hp.vocab_size, hp.oov_token)
+        # _known_word: which of the corpus' words (bigrams too) the vocabulary knows
+        ids, offsets, self._known_word = encode(tokens, self.vocab, len(corpus.words), rows)
         for name, idx in index.items():
             self.splits[name] = EncodedReviews(ids, offsets, corpus.labels, idx, hp.max_len, hp.truncating)
         known_word = self._known_word[: len(corpus.words)]  # the words; bigrams come after them
@@ -151,43 +138,6 @@ class SentimentDataModule(pl.LightningDataModule):
             corpus_cache = cache_path(cache_dir, self.source(), self.tokenizer)
             path = ngrams.cache_path(corpus_cache, train_idx, min_count)
         return ngrams.load_or_build(corpus, train_idx, min_count, path)
-
-    def _build_vocab(self, corpus: Corpus, train_idx: np.ndarray) -> tuple[Vocabulary, np.ndarray]:
-        """The most frequent training words (ties go to the alphabetically first word),
-        and their ids in the corpus."""
-        in_train = np.zeros(len(corpus), dtype=bool)
-        in_train[train_idx] = True
-        token_in_train = np.repeat(in_train, corpus.lengths)  # (total_tokens,)
-        counts = np.bincount(corpus.token_ids[token_in_train], minlength=len(corpus.words))
-        order = np.argsort(-counts, kind="stable")  # word ids are alphabetical: stable = ties
-        slots = self.hparams.vocab_size - 1 - (1 if self.hparams.oov_token else 0)
-        keep = order[: min(slots, int((counts > 0).sum()))]
-        return Vocabulary([corpus.words[i] for i in keep], self.hparams.oov_token), keep
-
-    def _encode(self, corpus: Corpus, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Corpus word ids -> vocabulary ids; unknown words go to OOV or are dropped (-1).
-
-        rows: the corpus ids of the vocabulary's words when it was built from this corpus:
-        the table is then filled without looking up each of the corpus' words by name
-        (0.7 s for the default MLP's 520k words and bigrams).
-        """
-        if rows is None:  # a vocabulary from elsewhere (a checkpoint): by name
-            index = self.vocab.index
-            lookup = np.array(
-                [index[w] if w in index else self.vocab.unknown_id(w) for w in corpus.words], np.int32
-            )
-        else:  # as `Vocabulary.unknown_id`: unknown words to OOV or dropped, bigrams dropped
-            unknown = -1 if self.vocab.oov_id is None else self.vocab.oov_id
-            lookup = np.full(len(corpus.words), unknown, np.int32)
-            lookup[len(self.corpus.words) :] = -1  # bigrams come after the corpus' words
-            lookup[rows] = np.arange(len(self.vocab) - len(rows), len(self.vocab))
-        self._known_word = lookup > (self.vocab.oov_id or 0)  # (n_words,) in the vocabulary
-        ids = lookup[corpus.token_ids]
-        if not (lookup == -1).any():
-            return ids, corpus.offsets
-        dropped = np.flatnonzero(ids == -1)  # ascending token positions
-        before = np.searchsorted(dropped, corpus.offsets)  # (N + 1,) dropped before each review
-        return np.delete(ids, dropped), corpus.offsets - before
 
     # -- loaders ----------------------------------------------------------------------
     def _loader(self, name: str, train: bool) -> DataLoader:
@@ -264,33 +214,3 @@ class SentimentDataModule(pl.LightningDataModule):
                 f"builds {len(self.vocab)}): use the data settings it was trained with"
             )
         self.vocab = theirs
-
-
-def _check_settings(
-    vocab_size, oov_token, max_len, padding, truncating, split, split_by, val_size, test_size
-):
-    """Fail before any heavy work, naming the key and what it accepts."""
-    specials = 2 if oov_token else 1
-    if not isinstance(vocab_size, int) or vocab_size <= specials:
-        raise SentimentError(
-            f"data.vocab_size={vocab_size} must be an integer > {specials} "
-            f"(ids 0..{specials - 1} are reserved)"
-        )
-    if max_len is not None and (not isinstance(max_len, int) or max_len <= 0):
-        raise SentimentError(f"data.max_len={max_len} must be a positive integer or null (no limit)")
-    choices = (
-        ("padding", padding, ("pre", "post")),
-        ("truncating", truncating, ("pre", "post")),
-        ("split", split, ("official", "random")),
-        ("split_by", split_by, SPLIT_BY),
-    )
-    for key, value, allowed in choices:
-        check_choice(f"data.{key}", value, allowed)
-    for key, value in (("val_size", val_size), ("test_size", test_size)):
-        is_fraction = isinstance(value, float) and 0 < value < 1
-        is_count = isinstance(value, int) and not isinstance(value, bool) and value >= 1
-        if key == "val_size" and not isinstance(value, bool) and value == 0:
-            continue  # no validation split: a final fit on every training review
-        if not (is_fraction or is_count):
-            zero = "0 (no validation), " if key == "val_size" else ""
-            raise SentimentError(f"data.{key}={value} must be {zero}a fraction in (0, 1) or a count >= 1")
