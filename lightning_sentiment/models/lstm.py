@@ -11,6 +11,7 @@ from lightning_sentiment.models.auxiliary import NextWordHead, read_segments
 from lightning_sentiment.models.directions import both_directions
 from lightning_sentiment.models.lstm_setup import check_lstm_settings, keras_init, word2vec_init
 from lightning_sentiment.models.pooling import Pooling
+from lightning_sentiment.models.pretrain import lm_pretrain
 from lightning_sentiment.models.recurrent import train_lstm
 from lightning_sentiment.models.sequences import left_align, reverse_within, split_segments
 
@@ -32,7 +33,9 @@ class LSTMClassifier(nn.Module):
     `reversed_reading`: one direction also reads reviews backwards (a learned hint on
     each step), evaluation averages both. `next_word`: a next-token loss on that share
     of training steps, held in `aux_loss` for the module to add (`auxiliary.py`).
-    `segment_loss`: each training segment also goes through the head, held in
+    `lm_pretrain`: that many epochs of a next-word model of the training reviews start
+    the embedding and layers (`pretrain.py`, Dai & Le 2015). `segment_loss`: each
+    training segment also goes through the head, held in
     `segment_logits` (S,) with each segment's review (S,), for the module to score
     against the review's label (Lipton et al. 2016). `review_lstm`: an LSTM of that many
     units reads each review's segment features in order beside the pooling (Tang et al.
@@ -66,12 +69,13 @@ class LSTMClassifier(nn.Module):
         next_word_weight: float = 0.1,
         segment_loss: float = 0.0,
         review_lstm: int = 0,
+        lm_pretrain: int = 0,
     ) -> None:
         super().__init__()
         check_lstm_settings({k: v for k, v in locals().items() if k not in ("self", "__class__")})
         self.bidirectional, self.keras_bias = bidirectional, keras_bias
         self.chunk, self.word_dropout, self.shifted_eval = chunk, word_dropout, shifted_eval
-        self.random_offsets, self.embed_init = random_offsets, embed_init
+        self.random_offsets, self.embed_init, self.lm_pretrain = random_offsets, embed_init, lm_pretrain
         self.recurrent_dropout, self.weight_dropout = recurrent_dropout, weight_dropout
         self.parallel_directions = parallel_directions
         self.next_word, self.next_word_weight = next_word, next_word_weight
@@ -115,11 +119,14 @@ class LSTMClassifier(nn.Module):
         self.forward_layers = nn.ModuleList(lstm(s) for s in sizes)
         self.backward_layers = nn.ModuleList(lstm(s) for s in (sizes if self.bidirectional else []))
 
-    def fit_to_data(self, dataset, cache_dir: Path | None = None) -> None:
-        """`embed_init="word2vec"`: the embedding starts from word2vec of the training
-        reviews (`lstm_setup.word2vec_init`); otherwise nothing to fit."""
+    def fit_to_data(self, dataset, cache_dir: Path | None = None, device=None) -> None:
+        """Start from statistics of the training reviews in `dataset`: word2vec vectors
+        (`embed_init="word2vec"`, `lstm_setup.word2vec_init`), then a language model of
+        them (`lm_pretrain` epochs, `pretrain.py`); otherwise nothing to fit."""
         if self.embed_init == "word2vec":
             word2vec_init(self.embedding, dataset, cache_dir)
+        if self.lm_pretrain:
+            lm_pretrain(self, dataset, self.lm_pretrain, cache_dir, device)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """tokens (B, T) int64 with 0 = padding -> logits (B,)."""

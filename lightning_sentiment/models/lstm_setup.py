@@ -46,6 +46,12 @@ def check_lstm_settings(settings: dict) -> None:
         raise SettingError(
             "model.net.review_lstm reads whole reviews, segment_loss single segments: set one to 0"
         )
+    check_count("model.net.lm_pretrain", settings["lm_pretrain"], minimum=0, also=" (epochs; 0: off)")
+    if settings["lm_pretrain"] and settings["bidirectional"]:
+        raise SettingError(
+            "model.net.lm_pretrain trains a forward language model, for a one-direction LSTM: "
+            "set model.net.bidirectional=false or model.net.lm_pretrain=0"
+        )
     if not 0.0 <= next_word <= 1.0:
         raise SettingError(f"model.net.next_word={next_word} must lie in [0, 1] (a share of steps)")
 

@@ -196,9 +196,9 @@ class MultiHotMLP(nn.Module):
         dense[:, 0] = 0.0  # padding
         return dense
 
-    def fit_to_data(self, dataset, cache_dir=None, alpha: float = 1.0) -> None:
+    def fit_to_data(self, dataset, cache_dir=None, device=None, alpha: float = 1.0) -> None:
         """Naive-Bayes weights from the training reviews (`weighting="nb"` only), counted
-        afresh each run (`cache_dir` unused: two bincounts).
+        afresh each run (`cache_dir` and `device` unused: two bincounts on the CPU).
 
         r = log((p / |p|) / (q / |q|)), with p and q the add-alpha counts of reviews
         containing each id among positive and negative reviews.

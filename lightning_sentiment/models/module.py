@@ -263,7 +263,8 @@ class SentimentClassifier(LeanLightningModule):
             )
         fits = hasattr(self.net, "fit_to_data") and not self.resuming
         if stage == "fit" and datamodule is not None and fits:
-            self.net.fit_to_data(datamodule.splits["train"], cache_dir=datamodule.cache_dir())
+            device = self.trainer.strategy.root_device  # where the network will train
+            self.net.fit_to_data(datamodule.splits["train"], cache_dir=datamodule.cache_dir(), device=device)
 
     def configure_gradient_clipping(
         self, optimizer: torch.optim.Optimizer, gradient_clip_val=None, gradient_clip_algorithm=None
