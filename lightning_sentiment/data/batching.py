@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import torch
 import torch.distributed as dist
@@ -36,6 +38,15 @@ class EncodedReviews(Dataset):
             cut = np.maximum(ends - starts - self.max_len, 0)
             starts, ends = (starts + cut, ends) if self.truncating == "pre" else (starts, ends - cut)
         return starts, ends
+
+    def content_hash(self) -> hashlib._Hash:
+        """A sha256 of the reviews as read (ids and where each ends), for cache keys of
+        what is trained on them; callers add their own settings."""
+        starts, ends = self.spans(self.indices)
+        ids = np.concatenate([self.ids[s:e] for s, e in zip(starts, ends, strict=True)])
+        key = hashlib.sha256(ids.tobytes())
+        key.update(np.asarray(ends - starts, dtype=np.int64).tobytes())
+        return key
 
     def lengths(self) -> np.ndarray:
         """Token count of every review after truncation."""

@@ -10,12 +10,10 @@ the data, keyed by the training ids, the network's sizes, the epochs and the see
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -30,11 +28,7 @@ BATCH_REVIEWS, LR, CLIP = 64, 1e-3, 1.0  # the classifier's batch, Adam rate and
 
 
 def _cache_path(net, dataset, epochs: int, seed: int, cache_dir: Path) -> Path:
-    starts, ends = dataset.spans(dataset.indices)
-    key = hashlib.sha256(
-        np.concatenate([dataset.ids[s:e] for s, e in zip(starts, ends, strict=True)]).tobytes()
-    )
-    key.update(np.asarray(ends - starts, dtype=np.int64).tobytes())  # where each review ends
+    key = dataset.content_hash()
     shapes = sorted((k, tuple(v.shape)) for k, v in _pretrained(net).items())
     settings = (
         CACHE_VERSION,

@@ -10,7 +10,6 @@ none of it.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 import zlib
@@ -40,10 +39,7 @@ def training_sentences(dataset) -> list[list[str]]:
 
 
 def cache_key(dataset, vocab_size: int, dim: int, seed: int) -> str:
-    starts, ends = dataset.spans(dataset.indices)
-    ids = np.concatenate([dataset.ids[s:e] for s, e in zip(starts, ends, strict=True)])
-    key = hashlib.sha256(ids.tobytes())
-    key.update(np.asarray(ends - starts, dtype=np.int64).tobytes())  # where each review ends
+    key = dataset.content_hash()
     key.update(f"{CACHE_VERSION}:{vocab_size}:{dim}:{seed}:{sorted(SETTINGS.items())}".encode())
     return key.hexdigest()[:16]
 
