@@ -65,6 +65,9 @@ def test_pretrained_weights_are_cached_and_a_damaged_cache_is_trained_again(tmp_
     assert losses and "unreadable language-model cache" in caplog.text
     other_epochs = pretrain.lm_pretrain(net(), data, 2, cache_dir=tmp_path)
     assert len(other_epochs) == 2 and len(list(tmp_path.glob("lm-*.pt"))) == 2  # its own key
+    keras = net(init="keras")  # another starting point (word2vec's would be one too)
+    assert pretrain.lm_pretrain(keras, data, 1, cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("lm-*.pt"))) == 3
 
 
 def test_lm_pretrain_settings_are_checked():

@@ -5,7 +5,7 @@ language model reads only the training split the classifier trains on (no valida
 test or unlabeled reviews), as the classifier reads it: 50-token segments from a fresh
 state, boundaries moved at random, with its dropouts. Its embedding and LSTM layers then
 start the classifier; the next-word head is thrown away. The weights are cached beside
-the data, keyed by the training ids, the network's sizes, the epochs and the seed.
+the data, keyed by the training ids, the starting weights, the dropouts and the epochs.
 """
 
 from __future__ import annotations
@@ -28,20 +28,14 @@ BATCH_REVIEWS, LR, CLIP = 64, 1e-3, 1.0  # the classifier's batch, Adam rate and
 
 
 def _cache_path(net, dataset, epochs: int, seed: int, cache_dir: Path) -> Path:
+    """Keyed by the reviews, the starting weights (sizes, seed, any init such as word2vec's),
+    the dropouts the language model trains with, and the loop's settings."""
     key = dataset.content_hash()
-    shapes = sorted((k, tuple(v.shape)) for k, v in _pretrained(net).items())
-    settings = (
-        CACHE_VERSION,
-        epochs,
-        seed,
-        net.chunk,
-        net.word_dropout,
-        net.dropout.p,
-        BATCH_REVIEWS,
-        LR,
-        CLIP,
-    )
-    key.update(f"{settings}:{shapes}".encode())
+    for name, value in sorted(_pretrained(net).items()):
+        key.update(name.encode())
+        key.update(value.detach().cpu().numpy().tobytes())
+    dropouts = (net.chunk, net.word_dropout, net.dropout.p, net.recurrent_dropout, net.weight_dropout)
+    key.update(f"{(CACHE_VERSION, epochs, seed, dropouts, BATCH_REVIEWS, LR, CLIP)}".encode())
     return Path(cache_dir) / f"lm-{key.hexdigest()[:16]}.pt"
 
 
