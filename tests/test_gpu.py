@@ -1,6 +1,7 @@
 """GPU behaviour: skipped cleanly without CUDA (CI); run on a lent GPU machine."""
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -85,3 +86,16 @@ def test_datamodule_moves_batches_to_the_gpu(tmp_path):
     assert type(moved) is tuple and all(t.is_cuda for t in moved)
     torch.cuda.synchronize()  # non-blocking copies: the values must still arrive whole
     assert torch.equal(moved[0].cpu(), tokens) and torch.equal(moved[1].cpu(), labels)
+
+
+def test_lm_pretrain_runs_on_the_gpu_it_is_given():
+    """The language model trains on the run's device and leaves the weights there."""
+    from lightning_sentiment.models import pretrain
+    from tests.test_pretrain import cycle_reviews
+
+    torch.manual_seed(3)
+    net = LSTMClassifier(60, 16, 16, pooling="max_mean", chunk=10, lm_pretrain=2)
+    before = net.embedding.weight.detach().clone()
+    losses = pretrain.lm_pretrain(net, cycle_reviews(300), 2, device=torch.device("cuda", 0))
+    assert len(losses) == 2 and all(math.isfinite(loss) for loss in losses)
+    assert net.embedding.weight.is_cuda and not torch.equal(net.embedding.weight.cpu(), before)
