@@ -35,11 +35,10 @@ class LSTMClassifier(nn.Module):
     of training steps, held in `aux_loss` for the module to add (`auxiliary.py`).
     `lm_pretrain`: that many epochs of a next-word model of the training reviews start
     the embedding and layers (`pretrain.py`, Dai & Le 2015). `segment_loss`: each
-    training segment also goes through the head, held in
-    `segment_logits` (S,) with each segment's review (S,), for the module to score
-    against the review's label (Lipton et al. 2016). `review_lstm`: an LSTM of that many
-    units reads each review's segment features in order beside the pooling (Tang et al.
-    2015).
+    training segment also goes through the head, held in `segment_logits` (S,) with each
+    segment's review (S,), for the module to score against the review's label (Lipton et
+    al. 2016). `review_lstm`: an LSTM of that many units reads each review's segment
+    features in order beside the pooling (Tang et al. 2015).
     """
 
     def __init__(
