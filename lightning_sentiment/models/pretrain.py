@@ -25,6 +25,7 @@ from lightning_sentiment.models.sequences import left_align, split_segments
 log = logging.getLogger(__name__)
 CACHE_VERSION = 1
 BATCH_REVIEWS, LR, CLIP = 64, 1e-3, 1.0  # the classifier's batch, Adam rate and clipping
+PRETRAINED = ("embedding.", "forward_layers.")  # what the language model gives the classifier
 
 
 def _cache_path(net, dataset, epochs: int, seed: int, cache_dir: Path) -> Path:
@@ -41,7 +42,7 @@ def _cache_path(net, dataset, epochs: int, seed: int, cache_dir: Path) -> Path:
 
 def _pretrained(net) -> dict[str, torch.Tensor]:
     """The weights a language model gives the classifier: embedding and forward layers."""
-    return {k: v for k, v in net.state_dict().items() if k.startswith(("embedding.", "forward_layers."))}
+    return {k: v for k, v in net.state_dict().items() if k.startswith(PRETRAINED)}
 
 
 def lm_pretrain(net, dataset, epochs: int, cache_dir: Path | None = None, device=None) -> list[float]:
@@ -73,24 +74,25 @@ def lm_pretrain(net, dataset, epochs: int, cache_dir: Path | None = None, device
 def _train(net, dataset, epochs: int, seed: int, device) -> list[float]:
     """The pretraining loop; returns each epoch's mean next-word loss."""
     hidden, vocab = net.forward_layers[-1].hidden_size, net.embedding.num_embeddings
-    head = NextWordHead(hidden, vocab).to(device or net.embedding.weight.device)
-    net.to(head.head.weight.device)
-    params = [p for n, p in net.named_parameters() if n.startswith(("embedding.", "forward_layers."))]
+    device = device or net.embedding.weight.device
+    head = NextWordHead(hidden, vocab).to(device)
+    net.to(device)
+    params = [p for n, p in net.named_parameters() if n.startswith(PRETRAINED)]
     optimizer = torch.optim.Adam([*params, *head.parameters()], lr=LR)
     sampler = BucketBatchSampler(dataset.lengths(), BATCH_REVIEWS, shuffle=True, seed=seed)
     collate, losses, was_training = PadCollate("post"), [], net.training
     net.train()
     for epoch in range(epochs):
         sampler.set_epoch(epoch)
-        total, steps = torch.zeros(()), 0
+        total, steps = torch.zeros((), device=device), 0
         for batch in sampler:
-            tokens = collate(dataset.__getitems__(batch))[0].to(head.head.weight.device)  # (B, T)
+            tokens = collate(dataset.__getitems__(batch))[0].to(device)  # (B, T)
             loss = _segment_loss(net, head, *left_align(tokens))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(params + list(head.parameters()), CLIP)
             optimizer.step()
-            total, steps = total + loss.detach().cpu(), steps + 1  # no host sync a step on CPU
+            total, steps = total + loss.detach(), steps + 1  # on the device: no host sync a step
         losses.append(round(float(total) / max(steps, 1), 4))
         log.info("LM pretraining epoch %d: next-word loss %.4f", epoch + 1, losses[-1])
     net.train(was_training)
