@@ -12,15 +12,13 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from pytorch_lightning.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
-from pytorch_lightning.loggers import Logger, TensorBoardLogger
-from pytorch_lightning.utilities.model_summary import ModelSummary
+from pytorch_lightning.loggers import Logger
 
-from lightning_sentiment.atomic import atomic_write_json, atomic_write_text
+from lightning_sentiment.atomic import atomic_write_json
 from lightning_sentiment.checkpoint_io import AtomicCheckpointIO
-from lightning_sentiment.checkpointing import DATA_STATE_KEY, load_checkpoint
-from lightning_sentiment.data import SentimentDataModule, Vocabulary
+from lightning_sentiment.data import SentimentDataModule
 from lightning_sentiment.errors import SentimentError, SettingError, check_count, settings_of
 from lightning_sentiment.hardware import (
     check_accelerator,
@@ -30,10 +28,11 @@ from lightning_sentiment.hardware import (
 )
 from lightning_sentiment.memory import configure_cpu_memory
 from lightning_sentiment.models import SentimentClassifier
-from lightning_sentiment.reports import plot_curves, write_run_reports
+from lightning_sentiment.reports import write_run_reports
+from lightning_sentiment.run_files import write_run_files
+from lightning_sentiment.saved_runs import check_resumable, from_checkpoint, resolve_ckpt_path
 
 log = logging.getLogger(__name__)
-FINAL_METRICS = ("test/acc", "test/loss", "val/acc_best")
 DDP_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
 
 # Lightning 2.6's batch flattening builds torch's LeafSpec, which torch 2.13 deprecates:
@@ -98,29 +97,58 @@ def train(cfg: DictConfig) -> dict:
 
 
 def _train(cfg: DictConfig) -> dict:
+    _prepare_process(cfg)
+    fitting = cfg.get("train", True)
+    output_dir = Path(cfg.paths.output_dir)
+    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), output_dir)
+    datamodule, model = _data_and_model(cfg, ckpt_path, fitting)
+    loggers = instantiate_loggers(cfg.get("logger"))
+    trainer = _trainer(cfg, datamodule, loggers, fitting)
+
+    metrics: dict = {"status": "completed"}
+    if fitting:
+        metrics |= _fit(trainer, model, datamodule, ckpt_path, output_dir)
+    best = _best_checkpoint(trainer)
+    metrics |= _history_metrics(model)
+    if cfg.get("test", True):
+        tested = best or (None if fitting else ckpt_path)
+        metrics |= _test(trainer, model, datamodule, tested, output_dir)
+    metrics["best_model_path"] = best
+    if trainer.is_global_zero:  # one set of files, whatever the number of processes
+        write_run_files(cfg, datamodule, model, loggers, metrics, output_dir, curves=not trainer.fast_dev_run)
+    return metrics
+
+
+def _prepare_process(cfg: DictConfig) -> None:
     configure_cpu_memory()  # again: a sweep's worker processes do not run train.py
     configure_threads(cfg.get("threads"))
     seed = cfg.get("seed")
     if seed is not None:  # numpy's seed range, which Lightning enforces with a ValueError
         check_count("seed", seed, minimum=0, maximum=2**32 - 1, also=", or null for no seeding")
         pl.seed_everything(seed, workers=True)
-    output_dir = Path(cfg.paths.output_dir)
-    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), output_dir)
-    if not cfg.get("train", True) and not ckpt_path:  # else it would test untrained weights
+
+
+def _data_and_model(
+    cfg: DictConfig, ckpt_path: str | None, fitting: bool
+) -> tuple[SentimentDataModule, SentimentClassifier]:
+    """From the config; for evaluation alone (train=false), from the checkpoint."""
+    if not fitting and not ckpt_path:  # else it would test untrained weights
         raise SettingError("train=false evaluates a saved model: pass ckpt_path=PATH to its .ckpt file")
-    if ckpt_path and not cfg.get("train", True):
-        datamodule, model = _from_checkpoint(cfg, ckpt_path)
-    else:
-        with settings_of("data"):
-            datamodule = instantiate(cfg.data)
-        with settings_of("model"):
-            model = instantiate(cfg.model, _recursive_=False)
-        if ckpt_path:
-            _check_resumable(datamodule, ckpt_path)
-            model.resuming = True
-    loggers = instantiate_loggers(cfg.get("logger"))
+    if not fitting:
+        return from_checkpoint(cfg, ckpt_path)
+    with settings_of("data"):
+        datamodule = instantiate(cfg.data)
+    with settings_of("model"):
+        model = instantiate(cfg.model, _recursive_=False)
+    if ckpt_path:
+        check_resumable(datamodule, ckpt_path)
+        model.resuming = True
+    return datamodule, model
+
+
+def _trainer(cfg: DictConfig, datamodule, loggers: list[Logger], fitting: bool) -> pl.Trainer:
     callbacks = instantiate_callbacks(cfg.get("callbacks"), has_logger=bool(loggers))
-    no_validation = cfg.get("train", True) and not datamodule.has_validation()
+    no_validation = fitting and not datamodule.has_validation()
     if no_validation:
         callbacks = without_validation(cfg, callbacks)
     relaunch_ddp_children_as_this_job()
@@ -135,22 +163,14 @@ def _train(cfg: DictConfig) -> dict:
             **({"limit_val_batches": 0} if no_validation else {}),
         )
     warn_if_emulated_bf16(trainer)
+    return trainer
 
-    metrics: dict = {"status": "completed"}
-    if cfg.get("train", True):
-        metrics |= _fit(trainer, model, datamodule, ckpt_path, output_dir)
-    best = _best_checkpoint(trainer)
-    metrics["history"] = sorted_history(model)  # per-epoch train/val figures (curves.png)
+
+def _history_metrics(model: SentimentClassifier) -> dict:
+    """Per-epoch train/val figures (curves.png) and the median epoch time."""
+    metrics: dict = {"history": sorted_history(model)}
     if seconds := [row["seconds"] for row in metrics["history"] if "seconds" in row]:
         metrics["epoch_seconds"] = round(statistics.median(seconds), 3)  # first epoch's warm-up aside
-    if cfg.get("test", True):
-        tested = best or (None if cfg.get("train", True) else ckpt_path)
-        metrics |= _test(trainer, model, datamodule, tested, output_dir)
-    metrics["best_model_path"] = best
-    if trainer.is_global_zero:  # one set of files, whatever the number of processes
-        if metrics["history"] and not trainer.fast_dev_run:  # tested or not (test=false)
-            plot_curves(metrics["history"], output_dir / "curves.png")
-        _write_run_files(cfg, datamodule, model, loggers, metrics, output_dir)
     return metrics
 
 
@@ -177,27 +197,6 @@ def _test(trainer: pl.Trainer, model, datamodule, ckpt: str | None, output_dir: 
     return metrics
 
 
-def _write_run_files(cfg, datamodule, model, loggers, metrics: dict, output_dir: Path) -> None:
-    if datamodule.vocab is not None:
-        atomic_write_text(output_dir / "vocab.txt", "\n".join(datamodule.vocab.words) + "\n")
-        atomic_write_json(output_dir / "data_stats.json", datamodule.stats)
-    _log_hparams(cfg, model, loggers, metrics)
-    atomic_write_json(output_dir / "metrics.json", metrics)
-    log.info("Metrics: %s", metrics)
-
-
-def resolve_ckpt_path(ckpt_path: str | None, output_dir: Path) -> str | None:
-    """`ckpt_path=last`: this run dir's last checkpoint (resume in place with hydra.run.dir=...)."""
-    if ckpt_path != "last":
-        return ckpt_path
-    last = output_dir / "checkpoints" / "last.ckpt"
-    if not last.is_file():
-        raise SentimentError(
-            f"ckpt_path=last but {last} does not exist: set hydra.run.dir to the run to resume"
-        )
-    return str(last)
-
-
 def _fit_metrics(trainer: pl.Trainer, start: float) -> dict:
     metrics = {"fit_seconds": round(time.perf_counter() - start, 2), "epochs": trainer.current_epoch}
     return metrics | _scalars(trainer.callback_metrics)
@@ -213,59 +212,6 @@ def _save_interrupted(trainer: pl.Trainer, start: float, output_dir: Path) -> No
     metrics["epochs_completed"] = trainer.fit_loop.epoch_progress.current.completed
     atomic_write_json(output_dir / "metrics.json", metrics)
     log.warning("Interrupted: metrics of the completed epochs in %s", output_dir / "metrics.json")
-
-
-def _from_checkpoint(cfg: DictConfig, ckpt_path: str) -> tuple[SentimentDataModule, SentimentClassifier]:
-    """Evaluation: the checkpoint's own network, vocabulary and preprocessing, not the config's."""
-    ckpt = load_checkpoint(ckpt_path)
-    state = ckpt[DATA_STATE_KEY]
-    vocab = Vocabulary.from_state_dict(state["vocab"])
-    datamodule = instantiate(
-        cfg.data, **state["preprocessing"], vocab_size=len(vocab), oov_token=vocab.oov_token
-    )
-    datamodule.vocab = vocab
-    hp = ckpt["hyper_parameters"]
-    model = SentimentClassifier(
-        **{k: hp[k] for k in ("net", "optimizer", "scheduler", "loss", "label_smoothing") if k in hp}
-    )
-    return datamodule, model
-
-
-def _check_resumable(datamodule: SentimentDataModule, ckpt_path: str) -> None:
-    """Refuse, in one line, to resume a checkpoint trained on another vocabulary."""
-    theirs = Vocabulary.from_state_dict(load_checkpoint(ckpt_path)[DATA_STATE_KEY]["vocab"])
-    datamodule.setup("fit")
-    if theirs != datamodule.vocab:
-        raise SentimentError(
-            f"checkpoint {ckpt_path} was trained with another vocabulary ({len(theirs)} ids; this run "
-            f"builds {len(datamodule.vocab)}): resume with the data settings it was trained with"
-        )
-
-
-def _log_hparams(cfg: DictConfig, model, loggers: list[Logger], metrics: dict) -> None:
-    """HPARAMS tab: the run's settings beside its final metrics; the model summary as text."""
-    params = {
-        f"{group}/{k}": v if isinstance(v, int | float | str | bool) else str(v)
-        for group in ("data", "model")
-        for k, v in _flatten(OmegaConf.to_container(cfg[group], resolve=True)).items()
-        if not k.endswith("_target_")
-    }
-    final = {k: v for k, v in metrics.items() if k in FINAL_METRICS}
-    for logger in loggers:
-        if isinstance(logger, TensorBoardLogger):
-            logger.log_hyperparams(params, final)
-            logger.experiment.add_text("model/summary", f"```\n{ModelSummary(model, max_depth=2)}\n```")
-            logger.experiment.flush()
-
-
-def _flatten(tree: dict, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def sorted_history(model: SentimentClassifier) -> list[dict]:
