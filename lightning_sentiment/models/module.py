@@ -6,17 +6,18 @@ import time
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.trainer.states import TrainerFn
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import BinaryAccuracy
 
-from lightning_sentiment.errors import SentimentError, SettingError, check_choice
+from lightning_sentiment.errors import SentimentError
 from lightning_sentiment.models.adversarial import adversarial_step, embedding_of
+from lightning_sentiment.models.data_fit import fit_network_to_data
 from lightning_sentiment.models.gather import gather_rows
 from lightning_sentiment.models.lean import LeanLightningModule
+from lightning_sentiment.models.losses import check_loss_settings, network_terms, sentiment_loss
 from lightning_sentiment.models.optimization import build_optimization, clip_gradients
 from lightning_sentiment.models.resume import (
     apply_resume_changes,
@@ -27,7 +28,6 @@ from lightning_sentiment.models.resume import (
 )
 from lightning_sentiment.models.running import TrainSums
 
-LOSSES = ("bce", "mse")
 EVAL_SPLITS = ("val", "test")
 NAN_CHECK_EVERY = 25  # steps; each check is a host sync on GPU
 
@@ -54,11 +54,7 @@ class SentimentClassifier(LeanLightningModule):
         label_smoothing: float = 0.0,
     ) -> None:
         super().__init__()
-        check_choice("model.loss", loss, LOSSES)
-        if adversarial_eps < 0:
-            raise SettingError(f"model.adversarial_eps={adversarial_eps} must be >= 0 (0: off)")
-        if not 0 <= label_smoothing < 1:
-            raise SettingError(f"model.label_smoothing={label_smoothing} must be in [0, 1) (0: off)")
+        check_loss_settings(loss, adversarial_eps, label_smoothing)
         self.save_hyperparameters(
             {
                 "net": _plain(net),
@@ -100,14 +96,10 @@ class SentimentClassifier(LeanLightningModule):
         return self._loss(logits, labels), torch.sigmoid(logits), labels
 
     def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """The configured loss of logits (N,) against 0/1 labels (N,); in training with
-        label smoothing, against the smoothed targets."""
-        targets = labels
-        if self.training and self.label_smoothing:  # training only: eval losses stay comparable
-            targets = labels * (1 - self.label_smoothing) + self.label_smoothing / 2  # 1 -> 1 - eps/2
-        if self.loss_name == "bce":
-            return F.binary_cross_entropy_with_logits(logits, targets)
-        return F.mse_loss(torch.sigmoid(logits), targets)  # Keras' "mse" on the sigmoid output
+        """The configured loss of logits (N,) against 0/1 labels (N,); label smoothing in
+        training only, so evaluation losses stay comparable."""
+        smoothing = self.label_smoothing if self.training else 0.0
+        return sentiment_loss(logits, labels, self.loss_name, smoothing)
 
     def _eval_step(self, batch, split: str) -> torch.Tensor:
         loss, probs, labels = self.model_step(batch)
@@ -134,25 +126,13 @@ class SentimentClassifier(LeanLightningModule):
         else:
             loss, probs, labels = self.model_step(batch)
             total = loss
-        aux = self._network_terms(labels)
+        aux = network_terms(self.net, labels, self._loss)
         if aux is not None:  # reported apart: train/loss stays the sentiment loss
             total = total + aux
         self._train_sums.add(loss, probs, labels, aux)
         if batch_idx % NAN_CHECK_EVERY == 0:
             self._check_finite(total)
         return total
-
-    def _network_terms(self, labels: torch.Tensor) -> torch.Tensor | None:
-        """The network's own training terms of its last forward, weighted: its next-word
-        loss, and each segment read as a review (`segment_loss`); None without them."""
-        aux = getattr(self.net, "aux_loss", None)
-        segments = getattr(self.net, "segment_logits", None)
-        if segments is not None:
-            logits, reviews = segments  # (S,), (S,)
-            # the review's loss and targets (label smoothing too), segment by segment
-            seg_loss = self.net.segment_loss * self._loss(logits.float(), labels[reviews])
-            aux = seg_loss if aux is None else aux + seg_loss
-        return aux
 
     def _check_finite(self, loss: torch.Tensor) -> None:
         if not torch.isfinite(loss):  # stop now, not after hours of NaN epochs
@@ -248,23 +228,7 @@ class SentimentClassifier(LeanLightningModule):
         restore_rng_states(checkpoint)  # a resumed run draws the same dropout masks
 
     def setup(self, stage: str) -> None:
-        # Networks with statistics of the training data (the MLP's naive-Bayes weights, the
-        # LSTM's word2vec embedding) fit them here; a resumed run skips that: its
-        # checkpoint restores them.
-        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer else None
-        if (
-            datamodule is not None
-            and datamodule.hparams.get("distinct")
-            and not getattr(self.net, "reads_sets", False)
-        ):
-            raise SentimentError(
-                f"data.distinct=true keeps only each review's distinct ids, and {type(self.net).__name__} "
-                "needs word order or counts: set data.distinct=false"
-            )
-        fits = hasattr(self.net, "fit_to_data") and not self.resuming
-        if stage == "fit" and datamodule is not None and fits:
-            device = self.trainer.strategy.root_device  # where the network will train
-            self.net.fit_to_data(datamodule.splits["train"], cache_dir=datamodule.cache_dir(), device=device)
+        fit_network_to_data(self.net, self._trainer, stage, self.resuming)
 
     def configure_gradient_clipping(
         self, optimizer: torch.optim.Optimizer, gradient_clip_val=None, gradient_clip_algorithm=None

@@ -1,0 +1,26 @@
+"""Networks with statistics of the training data (the MLP's naive-Bayes weights, the LSTM's
+word2vec embedding or language-model pretraining) fit them before training starts."""
+
+from __future__ import annotations
+
+import pytorch_lightning as pl
+import torch
+
+from lightning_sentiment.errors import SentimentError
+
+
+def fit_network_to_data(net: torch.nn.Module, trainer: pl.Trainer | None, stage: str, resuming: bool) -> None:
+    """At the fit stage, `net.fit_to_data` on the datamodule's training split, on the device
+    the network will train on; a resumed run skips it (its checkpoint restores them).
+    Refuses, in one line, distinct-ids data for a network that reads order or counts."""
+    datamodule = getattr(trainer, "datamodule", None) if trainer is not None else None
+    if datamodule is None:
+        return
+    if datamodule.hparams.get("distinct") and not getattr(net, "reads_sets", False):
+        raise SentimentError(
+            f"data.distinct=true keeps only each review's distinct ids, and {type(net).__name__} "
+            "needs word order or counts: set data.distinct=false"
+        )
+    if stage == "fit" and hasattr(net, "fit_to_data") and not resuming:
+        device = trainer.strategy.root_device  # where the network will train
+        net.fit_to_data(datamodule.splits["train"], cache_dir=datamodule.cache_dir(), device=device)
