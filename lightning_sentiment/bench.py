@@ -38,8 +38,8 @@ from hydra import compose, initialize_config_dir  # noqa: E402
 from hydra.utils import instantiate  # noqa: E402
 from omegaconf import open_dict  # noqa: E402
 
+from lightning_sentiment.bench_floor import bench_step_floor  # noqa: E402
 from lightning_sentiment.bench_loops import (  # noqa: E402
-    bench_step_floor,
     count_steps,
     interleaved_steps,
     lightning_seconds,
@@ -105,41 +105,48 @@ def bench_model(name: str, archive: str, data_dir: str, args) -> dict:
     available = len(datamodule.train_dataloader()) - args.warmup
     batches = available if args.full_epoch else min(args.batches, available)
     reviews = batches * cfg.data.batch_size
-    plain, light, data, ratios, extra = [], [], [], [], []
+    t = _paired_timings(cfg, datamodule, args, batches)
+    real, computed = count_steps(datamodule, args.warmup, batches)
+    light = statistics.median(t["light"])
+    return {
+        "epoch_s": round(light * TRAIN_REVIEWS / reviews, 2),
+        "tokens_per_s": round(real / light),
+        "padding_share": round(1 - real / computed, 4),
+        "plain_loop_epoch_s": round(statistics.median(t["plain"]) * TRAIN_REVIEWS / reviews, 2),
+        "lightning_overhead": round(statistics.median(t["ratios"]), 4),  # Lightning / plain, paired
+        "pairing": args.pairing,
+        "lightning_ms_per_step": round(statistics.median(t["extra"]) * 1e3, 3),  # Lightning - plain
+        "data_share": round(statistics.median(t["data"]), 4),  # of the plain loop's time: batch loading
+        "measured_batches": batches,
+    }
+
+
+def _paired_timings(cfg, datamodule, args, batches: int) -> dict[str, list[float]]:
+    """`args.repeats` timings of Lightning (`light`) and the plain loop (`plain`), seconds;
+    their paired `ratios` and `extra` seconds a step; the plain loop's `data` share."""
+    t: dict[str, list[float]] = {key: [] for key in ("plain", "light", "data", "ratios", "extra")}
     for repeat in range(args.repeats):
         if args.pairing == "step":
             light_steps, plain_steps, loop = interleaved_steps(cfg, datamodule, args.warmup, batches)
-            light.append(sum(light_steps))
+            t["light"].append(sum(light_steps))
             seconds, data_s = sum(plain_steps), loop.data_s
             # a step's pair saw the same batch at the same moment: the median is robust
             # to the spikes a shared machine adds to single steps
-            ratios += [lig / pla for lig, pla in zip(light_steps, plain_steps, strict=True)]
-            extra += [lig - pla for lig, pla in zip(light_steps, plain_steps, strict=True)]
+            t["ratios"] += [lig / pla for lig, pla in zip(light_steps, plain_steps, strict=True)]
+            t["extra"] += [lig - pla for lig, pla in zip(light_steps, plain_steps, strict=True)]
         else:
             # Alternate which loop goes first: on a shared machine the load drifts, and a
             # pair measured back to back sees the same load (hence the median of the ratios).
             if repeat % 2:
-                light.append(lightning_seconds(cfg, datamodule, args.warmup, batches))
+                t["light"].append(lightning_seconds(cfg, datamodule, args.warmup, batches))
             seconds, data_s = plain_seconds(cfg, datamodule, args.warmup, batches)
             if not repeat % 2:
-                light.append(lightning_seconds(cfg, datamodule, args.warmup, batches))
-            ratios.append(light[-1] / seconds)
-            extra.append((light[-1] - seconds) / batches)
-        plain.append(seconds)
-        data.append(data_s / seconds)
-    real, computed = count_steps(datamodule, args.warmup, batches)
-    epoch_s = statistics.median(light) * TRAIN_REVIEWS / reviews
-    return {
-        "epoch_s": round(epoch_s, 2),
-        "tokens_per_s": round(real / statistics.median(light)),
-        "padding_share": round(1 - real / computed, 4),
-        "plain_loop_epoch_s": round(statistics.median(plain) * TRAIN_REVIEWS / reviews, 2),
-        "lightning_overhead": round(statistics.median(ratios), 4),  # Lightning / plain, paired
-        "pairing": args.pairing,
-        "lightning_ms_per_step": round(statistics.median(extra) * 1e3, 3),  # Lightning - plain
-        "data_share": round(statistics.median(data), 4),  # of the plain loop's time: batch loading
-        "measured_batches": batches,
-    }
+                t["light"].append(lightning_seconds(cfg, datamodule, args.warmup, batches))
+            t["ratios"].append(t["light"][-1] / seconds)
+            t["extra"].append((t["light"][-1] - seconds) / batches)
+        t["plain"].append(seconds)
+        t["data"].append(data_s / seconds)
+    return t
 
 
 def bench_predict(
@@ -168,7 +175,7 @@ def bench_predict(
     return round(len(texts) / (time.perf_counter() - start), 1)
 
 
-def main(argv: list[str] | None = None) -> dict:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--archive", default=os.environ.get("IMDB_ARCHIVE"), help="IMDB .tar.gz")
     parser.add_argument("--models", default=",".join(MODELS + EXPERIMENTS), help="configs, comma-separated")
@@ -200,6 +207,11 @@ def main(argv: list[str] | None = None) -> dict:
         args.pairing = "run" if args.device == "gpu" else "step"
     if args.smoke:
         args.batches, args.warmup, args.repeats, args.predict_reviews = 2, 1, 1, 200
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
     skip = set(args.skip.split(","))
     result: dict = {"machine": machine()}
     with tempfile.TemporaryDirectory() as data_dir:

@@ -160,17 +160,7 @@ def main(argv: list[str] | None = None) -> dict:
     unknown = sorted(set(args.models.split(",")) - set(TUTORIALS))
     if unknown:
         parser.error(f"unknown tutorial {', '.join(unknown)}: use {', '.join(TUTORIALS)}")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    try:
-        import keras  # noqa: PLC0415 - heavy, and only this script needs it
-        import tensorflow as tf  # noqa: PLC0415
-    except ImportError as err:
-        parser.error(
-            f"{err.name} is missing: TensorFlow is not a dependency; run this from a venv of its own: "
-            "python -m venv .tfenv && .tfenv/bin/pip install tensorflow-cpu==2.21.0 tqdm, then "
-            ".tfenv/bin/python -m lightning_sentiment.bench_keras (README, Development)"
-        )
-
+    keras, tf = _import_keras(parser)
     corpus = build_corpus(Path(args.archive), Tokenizer())
     rng = np.random.default_rng(0)
     order = rng.permutation(len(corpus.labels))  # shuffled once, as the tutorials' data
@@ -190,6 +180,21 @@ def main(argv: list[str] | None = None) -> dict:
         result["models"][name] = bench(name, x, y, args.batches, args.repeats, args.validate, keras)
     print(json.dumps(result, indent=2))
     return result
+
+
+def _import_keras(parser: argparse.ArgumentParser):
+    """(keras, tensorflow), or a one-line error that says how to install them."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        import keras  # noqa: PLC0415 - heavy, and only this script needs it
+        import tensorflow as tf  # noqa: PLC0415
+    except ImportError as err:
+        parser.error(
+            f"{err.name} is missing: TensorFlow is not a dependency; run this from a venv of its own: "
+            "python -m venv .tfenv && .tfenv/bin/pip install tensorflow-cpu==2.21.0 tqdm, then "
+            ".tfenv/bin/python -m lightning_sentiment.bench_keras (README, Development)"
+        )
+    return keras, tf
 
 
 def _cpu_name() -> str:
