@@ -16,7 +16,6 @@ def check_lstm_settings(settings: dict) -> None:
     """Fail at construction, naming the `model.net` key and what it accepts.
     `settings`: `LSTMClassifier`'s arguments by name."""
     pooling, chunk = settings["pooling"], settings["chunk"]
-    segment_loss, review_lstm, next_word = (settings[k] for k in ("segment_loss", "review_lstm", "next_word"))
     check_choice("model.net.pooling", pooling, POOLINGS)
     check_choice("model.net.init", settings["init"], ("torch", "keras"))
     embed_init = settings["embed_init"] or "null"  # null: random
@@ -34,6 +33,13 @@ def check_lstm_settings(settings: dict) -> None:
     for name in ("dropout", "output_dropout", "word_dropout", "recurrent_dropout", "weight_dropout"):
         if settings[name] is not None:  # output_dropout: null, dropout's
             check_share(f"model.net.{name}", settings[name])
+    _check_auxiliary_settings(settings)
+
+
+def _check_auxiliary_settings(settings: dict) -> None:
+    """The training terms and readings beside the sentiment loss."""
+    chunk = settings["chunk"]
+    segment_loss, review_lstm, next_word = (settings[k] for k in ("segment_loss", "review_lstm", "next_word"))
     if segment_loss < 0:
         raise SettingError(f"model.net.segment_loss={segment_loss} must be >= 0 (a loss weight, 0 off)")
     if segment_loss and chunk is None:

@@ -52,37 +52,16 @@ def word2vec_vectors(
     path = None
     if cache_dir is not None:
         path = Path(cache_dir) / f"word2vec-{cache_key(dataset, vocab_size, dim, seed)}.npz"
-    if path is not None and path.exists():
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                vectors, seen = z["vectors"], z["seen"]
-            if vectors.shape == (vocab_size, dim) and seen.shape == (vocab_size,):
-                return vectors, seen
-            log.warning("word2vec cache %s does not fit; training again", path)
-        except Exception as err:  # zipfile, numpy and OS errors alike mean "damaged"
-            log.warning("unreadable word2vec cache %s (%s); training again", path, err)
-    try:
-        from gensim.models import Word2Vec
-    except ImportError as err:
-        raise SentimentError(
-            "model.net.embed_init=word2vec needs gensim: pip install gensim (a dependency of this project)"
-        ) from err
+        cached = _read_cache(path, vocab_size, dim)
+        if cached is not None:
+            return cached
     start = time.perf_counter()
-    gensim_log = logging.getLogger("gensim")
-    level = gensim_log.level
-    gensim_log.setLevel(logging.WARNING)  # its INFO lines: ~300 a run, one a second
-    try:
-        # One worker: gensim's threads share the vectors unsynchronised, so more than one
-        # makes every run differ; the cache pays this once per split and seed.
-        sentences = training_sentences(dataset)
-        model = Word2Vec(sentences, vector_size=dim, seed=seed, workers=1, hashfxn=stable_hash, **SETTINGS)
-    finally:
-        gensim_log.setLevel(level)
+    wv = _train_word2vec(training_sentences(dataset), dim, seed)
     vectors = np.zeros((vocab_size, dim), dtype=np.float32)
     seen = np.zeros(vocab_size, dtype=bool)
-    ids = np.array([int(k) for k in model.wv.index_to_key])
+    ids = np.array([int(k) for k in wv.index_to_key])
     inside = ids < vocab_size
-    vectors[ids[inside]] = model.wv.vectors[inside]
+    vectors[ids[inside]] = wv.vectors[inside]
     seen[ids[inside]] = True
     seconds = time.perf_counter() - start
     log.info("word2vec: %d ids in %.1f s (training reviews only)", int(seen.sum()), seconds)
@@ -90,3 +69,38 @@ def word2vec_vectors(
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
             np.savez(f, vectors=vectors, seen=seen)
     return vectors, seen
+
+
+def _read_cache(path: Path, vocab_size: int, dim: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """The cached (vectors, seen), or None when absent, damaged or of other sizes."""
+    if not path.exists():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            vectors, seen = z["vectors"], z["seen"]
+        if vectors.shape == (vocab_size, dim) and seen.shape == (vocab_size,):
+            return vectors, seen
+        log.warning("word2vec cache %s does not fit; training again", path)
+    except Exception as err:  # zipfile, numpy and OS errors alike mean "damaged"
+        log.warning("unreadable word2vec cache %s (%s); training again", path, err)
+    return None
+
+
+def _train_word2vec(sentences: list[list[str]], dim: int, seed: int):
+    """gensim's KeyedVectors of skip-gram over `sentences`, its INFO lines quiet."""
+    try:
+        from gensim.models import Word2Vec
+    except ImportError as err:
+        raise SentimentError(
+            "model.net.embed_init=word2vec needs gensim: pip install gensim (a dependency of this project)"
+        ) from err
+    gensim_log = logging.getLogger("gensim")
+    level = gensim_log.level
+    gensim_log.setLevel(logging.WARNING)  # its INFO lines: ~300 a run, one a second
+    try:
+        # One worker: gensim's threads share the vectors unsynchronised, so more than one
+        # makes every run differ; the cache pays this once per split and seed.
+        model = Word2Vec(sentences, vector_size=dim, seed=seed, workers=1, hashfxn=stable_hash, **SETTINGS)
+    finally:
+        gensim_log.setLevel(level)
+    return model.wv
