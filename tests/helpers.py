@@ -1,10 +1,14 @@
 """Test-only helpers: callbacks injected from the command line as
-+callbacks.NAME._target_=..., train.py in a subprocess, a quiet Trainer."""
++callbacks.NAME._target_=..., train.py in a subprocess, a quiet Trainer, three short
+reviews padded either way."""
 
 import os
 import signal
 
 import pytorch_lightning as pl
+import torch
+
+from lightning_sentiment.data.text import pad_sequences
 
 
 class SignalAt(pl.Callback):
@@ -41,3 +45,11 @@ def quiet_trainer(**kwargs) -> pl.Trainer:
     """A CPU Trainer that logs, prints and summarizes nothing; `kwargs` add to or override it."""
     settings = dict(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
     return pl.Trainer(**(settings | kwargs))
+
+
+REVIEWS = [torch.tensor([5, 3, 9, 2]), torch.tensor([7]), torch.tensor([4, 4, 8, 1, 6, 2, 3])]
+
+
+def padded(width: int, padding: str) -> torch.Tensor:
+    """`REVIEWS` as one (3, width) batch, padded and truncated "pre" or "post"."""
+    return torch.from_numpy(pad_sequences([r.numpy() for r in REVIEWS], maxlen=width, padding=padding))
