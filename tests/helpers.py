@@ -8,6 +8,7 @@ import signal
 import pytorch_lightning as pl
 import torch
 
+from lightning_sentiment.data import SentimentDataModule
 from lightning_sentiment.data.text import pad_sequences
 
 
@@ -53,3 +54,11 @@ REVIEWS = [torch.tensor([5, 3, 9, 2]), torch.tensor([7]), torch.tensor([4, 4, 8,
 def padded(width: int, padding: str) -> torch.Tensor:
     """`REVIEWS` as one (3, width) batch, padded and truncated "pre" or "post"."""
     return torch.from_numpy(pad_sequences([r.numpy() for r in REVIEWS], maxlen=width, padding=padding))
+
+
+def make_dm(tmp_path, **kwargs) -> SentimentDataModule:
+    """A DataModule under tmp_path with small test sizes unless `kwargs` say otherwise."""
+    kwargs.setdefault("data_dir", str(tmp_path / "data"))
+    kwargs.setdefault("vocab_size", 50)
+    kwargs.setdefault("batch_size", 8)
+    return SentimentDataModule(**kwargs)

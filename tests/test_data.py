@@ -1,22 +1,14 @@
+"""The DataModule: reading the archive or folder, vocabulary, encoding, caches, bad input."""
+
 import hashlib
 import tarfile
 
 import numpy as np
 import pytest
-import torch
 
 from lightning_sentiment import SentimentError
-from lightning_sentiment.data import SentimentDataModule, corpus
-from lightning_sentiment.data.batching import BucketBatchSampler, EncodedReviews, PadCollate
-from lightning_sentiment.data.splits import movie_split, split_indices, stratified_split
-from tests.conftest import MOVIE_SIZE, PER_LABEL, TEST_ONLY_WORD, write_tiny_imdb
-
-
-def make_dm(tmp_path, **kwargs) -> SentimentDataModule:
-    kwargs.setdefault("data_dir", str(tmp_path / "data"))
-    kwargs.setdefault("vocab_size", 50)
-    kwargs.setdefault("batch_size", 8)
-    return SentimentDataModule(**kwargs)
+from tests.conftest import PER_LABEL, TEST_ONLY_WORD
+from tests.helpers import make_dm
 
 
 @pytest.mark.parametrize("source", ["folder", "archive"])
@@ -94,96 +86,6 @@ def test_max_len_truncation_in_dataset(tmp_path, tiny_archive):
         dm = make_dm(tmp_path, archive=str(tiny_archive), max_len=10, truncating=truncating)
         dm.setup()
         assert dm.splits["train"][long][0].tolist() == expected.tolist()
-
-
-def test_batches_are_padded_only_as_needed(tmp_path, tiny_archive):
-    for padding in ("pre", "post"):
-        dm = make_dm(tmp_path, archive=str(tiny_archive), max_len=None, padding=padding)
-        dm.setup()
-        tokens, labels, index = next(iter(dm.val_dataloader()))
-        lengths = (tokens != 0).sum(1)
-        assert tokens.shape[1] == lengths.max()  # no all-padding columns
-        edge = tokens[:, 0] if padding == "post" else tokens[:, -1]
-        assert (edge != 0).all()
-        assert labels.tolist() == dm.corpus.labels[index.numpy()].tolist()
-
-
-def test_bucket_sampler_covers_everything_with_little_padding():
-    lengths = np.random.default_rng(0).integers(1, 500, size=1000)
-    sampler = BucketBatchSampler(lengths, batch_size=32, shuffle=True, seed=1)
-    batches = list(sampler)
-    assert sorted(i for b in batches for i in b) == list(range(1000)) and len(batches) == len(sampler)
-    padded = sum(len(b) * lengths[b].max() for b in batches)
-    assert 1 - lengths.sum() / padded < 0.05
-    sampler.set_epoch(1)
-    assert list(sampler) != batches  # a new shuffle every epoch...
-    sampler.set_epoch(0)
-    assert list(sampler) == batches  # ...reproducible from the seed
-
-
-def test_random_split_mode(tmp_path, tiny_archive):
-    dm = make_dm(tmp_path, archive=str(tiny_archive), split="random", test_size=0.25, val_size=0.1)
-    dm.setup()
-    sizes = {name: len(split) for name, split in dm.splits.items()}
-    assert sizes == {"train": 108, "val": 12, "test": 40}
-    test_idx = dm.splits["test"].indices
-    assert 0 < dm.corpus.is_test[test_idx].sum() < 40  # mixes both official halves
-    everything = np.concatenate([s.indices for s in dm.splits.values()])
-    assert sorted(everything) == list(range(160))
-
-
-def _forbid(monkeypatch, module, name: str):
-    """Make `module.name` fail if called (a valid cache must spare it); returns the real one."""
-    real = getattr(module, name)
-
-    def no_build(*args):
-        raise AssertionError(f"{name} built again despite a valid cache")
-
-    monkeypatch.setattr(module, name, no_build)
-    return real
-
-
-def test_cache_is_reused_and_rebuilt_when_corrupt(tmp_path, tiny_archive, monkeypatch):
-    first = make_dm(tmp_path, archive=str(tiny_archive))
-    first.setup()
-    (cache_file,) = (tmp_path / "data" / "cache").glob("*.npz")
-    real_build = _forbid(monkeypatch, corpus, "build_corpus")
-    second = make_dm(tmp_path, archive=str(tiny_archive))
-    second.setup()
-    assert second.vocab == first.vocab
-    cache_file.write_bytes(cache_file.read_bytes()[:100])  # damage it
-    monkeypatch.setattr(corpus, "build_corpus", real_build)
-    third = make_dm(tmp_path, archive=str(tiny_archive))
-    third.setup()
-    assert third.vocab == first.vocab
-    assert corpus.load_corpus(cache_file).token_ids.size == first.corpus.token_ids.size
-    assert not list(cache_file.parent.glob(".*tmp"))  # no temporary files left
-
-
-def test_bigrams_are_cached_per_split_and_rebuilt_when_corrupt(tmp_path, tiny_archive, monkeypatch):
-    from lightning_sentiment.data import ngrams
-
-    settings = dict(archive=str(tiny_archive), vocab_size=400, ngrams=2, max_len=None)
-    first = make_dm(tmp_path, **settings)
-    first.setup()
-    (bigram_file,) = (tmp_path / "data" / "cache").glob("*-bigrams-*.npz")
-    real_build = _forbid(monkeypatch, ngrams, "with_bigrams")
-    second = make_dm(tmp_path, **settings)
-    second.setup()
-    assert second.vocab == first.vocab and any(" " in w for w in second.vocab.words)
-    for name, split in first.splits.items():
-        np.testing.assert_array_equal(second.splits[name].ids, split.ids)
-        np.testing.assert_array_equal(second.splits[name].offsets, split.offsets)
-    with pytest.raises(AssertionError, match="built again"):  # another split: other bigrams
-        make_dm(tmp_path, **settings, seed=7).setup()
-    bigram_file.write_bytes(bigram_file.read_bytes()[:100])  # damage it
-    monkeypatch.setattr(ngrams, "with_bigrams", real_build)
-    third = make_dm(tmp_path, **settings)
-    third.setup()
-    assert third.vocab == first.vocab
-    _forbid(monkeypatch, ngrams, "with_bigrams")
-    make_dm(tmp_path, **settings).setup()  # the rebuilt file is read
-    assert not list(bigram_file.parent.glob(".*tmp"))
 
 
 @pytest.mark.parametrize("settings", [dict(ngrams=2, max_len=None), dict(oov_token=None, max_len=30)])
@@ -303,101 +205,3 @@ def test_bigrams_encode_like_prediction(tmp_path, tiny_archive):
     assert dm.stats["splits"]["train"]["oov_rate"] == 0  # the stats count words, not bigrams
     with pytest.raises(SentimentError, match="data.ngrams"):
         make_dm(tmp_path, ngrams=3)
-
-
-@pytest.mark.parametrize("padding", ["pre", "post"])
-@pytest.mark.parametrize("truncating", ["pre", "post"])
-@pytest.mark.parametrize("max_len", [None, 3, 0])
-def test_batched_fetch_equals_per_review_padding(padding, truncating, max_len):
-    """The DataLoader's whole-batch fetch pads exactly like pad_sequences on each review."""
-    rng = np.random.default_rng(0)
-    lengths = np.array([5, 0, 1, 7, 3, 0, 2])
-    offsets = np.concatenate([[0], np.cumsum(lengths)])
-    ids = rng.integers(2, 50, offsets[-1]).astype(np.int32)
-    labels = rng.integers(0, 2, len(lengths))
-    data = EncodedReviews(ids, offsets, labels, np.array([6, 0, 3, 1, 4]), max_len, truncating)
-    collate = PadCollate(padding)
-    items = [4, 0, 2, 1]
-    whole = collate(data.__getitems__(items))
-    one_by_one = collate([data[i] for i in items])
-    for got, expected in zip(whole, one_by_one, strict=True):
-        assert got.dtype == expected.dtype
-        assert torch.equal(got, expected)
-    loader = torch.utils.data.DataLoader(data, batch_sampler=[items], collate_fn=collate)
-    assert torch.equal(next(iter(loader))[0], one_by_one[0])  # the DataLoader takes the fast path
-
-
-def test_movies_come_from_the_urls_files(tmp_path, tiny_archive):
-    dm = make_dm(tmp_path, archive=str(tiny_archive))
-    dm.setup()
-    c = dm.corpus
-    # review i of a (split, label) folder is line i of its urls file: MOVIE_SIZE a movie,
-    # the same movie for both labels, different movies in train and test
-    train_pos = c.movies[~c.is_test & (c.labels == 1)][np.argsort(c.review_ids[~c.is_test & (c.labels == 1)])]
-    assert (train_pos == train_pos[0]).sum() == MOVIE_SIZE and len(set(train_pos)) == PER_LABEL // MOVIE_SIZE
-    assert set(c.movies[~c.is_test & (c.labels == 0)]) == set(train_pos)
-    assert not set(c.movies[c.is_test]) & set(train_pos) and (c.movies >= 0).all()
-
-
-@pytest.mark.parametrize("split", ["official", "random"])
-def test_split_by_movie_holds_out_whole_movies(tmp_path, tiny_archive, split):
-    by_review = make_dm(tmp_path / "r", archive=str(tiny_archive), split=split, val_size=0.25)
-    by_movie = make_dm(
-        tmp_path / "m", archive=str(tiny_archive), split=split, val_size=0.25, split_by="movie"
-    )
-    by_review.setup()
-    by_movie.setup()
-    assert by_review.stats["splits"]["val"]["movies_also_in_train"] > 0  # reviews of one movie on both sides
-    movies = by_movie.corpus.movies
-    parts = {name: set(movies[s.indices]) for name, s in by_movie.splits.items()}
-    assert not parts["val"] & parts["train"] and by_movie.stats["splits"]["val"]["movies_also_in_train"] == 0
-    if split == "random":  # test_size is carved movie by movie too
-        assert not parts["test"] & (parts["train"] | parts["val"])
-    val = by_movie.splits["val"].indices
-    # whole movies of MOVIE_SIZE reviews a label: short of the per-review size by less than a movie a label
-    assert len(by_review.splits["val"]) - 2 * MOVIE_SIZE < len(val) <= len(by_review.splits["val"])
-    assert by_movie.corpus.labels[val].sum() == len(val) // 2
-    everything = np.concatenate([s.indices for s in by_movie.splits.values()])
-    assert sorted(everything) == list(range(len(movies)))
-
-
-def test_movie_split_is_seeded_and_balanced():
-    rng = np.random.default_rng(0)
-    movies = np.repeat(np.arange(300), rng.integers(1, 30, 300))  # 1-29 reviews a movie, as IMDB
-    labels = rng.integers(0, 2, len(movies))
-    index = np.arange(len(movies))
-    rest, held = movie_split(index, labels, movies, 0.1, np.random.default_rng(1), "val_size")
-    again = movie_split(index, labels, movies, 0.1, np.random.default_rng(1), "val_size")[1]
-    other = movie_split(index, labels, movies, 0.1, np.random.default_rng(2), "val_size")[1]
-    assert np.array_equal(held, again) and not np.array_equal(held, other)
-    assert not set(movies[held]) & set(movies[rest]) and len(rest) + len(held) == len(movies)
-    want = round(0.1 * len(movies))
-    assert want - 5 <= len(held) <= want  # whole movies: at most a few short, never over
-    assert abs(labels[held].mean() - labels.mean()) < 0.02
-
-
-@pytest.mark.parametrize(
-    ("size", "held"), [(1, [1, 0]), (3, [2, 1]), (5, [3, 2]), (0.15, [2, 1]), (10, [5, 5])]
-)
-def test_stratified_split_holds_out_exactly_the_size_asked(size, held):
-    """Each label's share rounded so the shares add up: rounding each alone held out none
-    of 1 review (a validation split with no review) and 4 of 3."""
-    labels = np.repeat([0, 1], 10)
-    rest, out = stratified_split(np.arange(20), labels, size, np.random.default_rng(0), "val_size")
-    assert np.bincount(labels[out], minlength=2).tolist() == held
-    assert sorted([*rest, *out]) == list(range(20))
-
-
-def test_a_movie_split_with_no_movie_small_enough_says_so():
-    labels, movies = np.repeat([0, 1], 10), np.tile(np.arange(10), 2)  # every movie: one of each label
-    is_test = np.zeros(20, dtype=bool)
-    with pytest.raises(SentimentError, match="data.val_size=1 holds out no whole movie"):
-        split_indices(labels, is_test, "official", 1, 0.25, seed=0, movies=movies)
-    assert len(split_indices(labels, is_test, "official", 2, 0.25, seed=0, movies=movies)["val"]) == 2
-
-
-def test_split_by_movie_without_urls_files_says_what_to_do(tmp_path):
-    write_tiny_imdb(tmp_path / "data", with_urls=False)
-    with pytest.raises(SentimentError, match="data.split_by=review"):
-        make_dm(tmp_path, data_dir=str(tmp_path / "data"), split_by="movie", cache=False).setup()
-    make_dm(tmp_path, data_dir=str(tmp_path / "data"), cache=False).setup()  # by review: fine

@@ -11,7 +11,7 @@ from lightning_sentiment.data.splits import split_indices
 from lightning_sentiment.errors import SentimentError
 from lightning_sentiment.pipeline import train
 from tests.conftest import PER_LABEL
-from tests.test_data import make_dm
+from tests.helpers import make_dm
 
 
 def test_no_validation_split_keeps_every_training_review():

@@ -10,7 +10,7 @@ from lightning_sentiment.callbacks import EarlyStopping
 from lightning_sentiment.errors import SentimentError, SettingError, find_user_error, settings_of
 from lightning_sentiment.hardware import configure_threads
 from lightning_sentiment.models import LSTMClassifier, MultiHotMLP, SentimentClassifier
-from tests.test_data import make_dm
+from tests.helpers import make_dm
 
 NET = {"_target_": "lightning_sentiment.models.MultiHotMLP", "vocab_size": 20, "hidden_units": 4}
 ADAM = {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 0.001}
