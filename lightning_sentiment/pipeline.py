@@ -40,6 +40,17 @@ DDP_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE"
 warnings.filterwarnings("ignore", r"`isinstance\(treespec, LeafSpec\)` is deprecated", FutureWarning)
 
 
+class _NoAdvertisement(logging.Filter):
+    """Lightning 2.6 advertises its cloud logger at every Trainer's start: a line in every
+    run that says nothing about the run."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "litlogger" not in str(record.msg)
+
+
+logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(_NoAdvertisement())
+
+
 def _instantiate_group(group: str, cfg: DictConfig | None) -> list:
     """Each configured entry of a dict-like group (`logger`, `callbacks`); a bad setting
     fails in one line naming the entry."""

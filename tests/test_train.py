@@ -198,3 +198,19 @@ def test_lightning_pytree_deprecation_is_silenced():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "LeafSpec" not in result.stderr
+
+
+def test_lightnings_cloud_logger_advertisement_is_filtered(caplog):
+    """Lightning 2.6 logs a tip to install its cloud logger at every Trainer's start; the
+    pipeline's filter drops that line and no other."""
+    import logging
+
+    import pytorch_lightning as pl
+
+    import lightning_sentiment.pipeline  # noqa: F401  (installs the filter)
+
+    with caplog.at_level(logging.INFO, logger="pytorch_lightning"):
+        pl.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False, accelerator="cpu")
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("GPU available" in m for m in messages), messages  # other lines still come through
+    assert not any("litlogger" in m for m in messages), messages
