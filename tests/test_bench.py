@@ -184,3 +184,12 @@ def test_bench_keras_without_tensorflow_says_how_to_get_it(tiny_archive, capsys,
         bench_keras.main(["--archive", str(tiny_archive), "--models", "keras_mlp"])
     err = capsys.readouterr().err
     assert exited.value.code == 2 and "keras is missing" in err and ".tfenv/bin/pip install" in err
+
+
+def test_bench_times_lstm_without_training_word2vec_unless_asked(tiny_archive, tmp_path):
+    """The starting embedding costs no step; word2vec would add minutes of gensim to every
+    benchmark run, so the benchmark starts `lstm` from random, but an override keeps it."""
+    cfg = bench.compose_model("lstm", str(tiny_archive), str(tmp_path), [])
+    assert cfg.model.net.embed_init is None and cfg.data.vocab_size == 10000  # the rest as train.py
+    asked = bench.compose_model("lstm", str(tiny_archive), str(tmp_path), ["model.net.embed_init=word2vec"])
+    assert asked.model.net.embed_init == "word2vec"

@@ -3,6 +3,8 @@ from pathlib import Path
 import pytest
 import pytorch_lightning as pl
 import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 
 from lightning_sentiment.data import SentimentDataModule
@@ -17,6 +19,18 @@ TRAINERS = sorted(p.stem for p in (CONF / "trainer").glob("*.yaml"))
 def test_config_groups_are_the_documented_ones():
     assert MODELS == ["bilstm", "lstm", "mlp"]
     assert TRAINERS == ["cpu", "cpu_bf16", "ddp", "default", "gpu"]
+
+
+@pytest.mark.parametrize(
+    ("model", "vocab_size", "embed_init"), [("lstm", 10000, "word2vec"), ("bilstm", 30000, None)]
+)
+def test_lstm_vocabulary_and_embedding_defaults(model, vocab_size, embed_init):
+    """lstm: a 10k vocabulary and word2vec of its training reviews (README, Results);
+    bilstm keeps the 30k vocabulary and random embedding it was chosen with."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=[f"model={model}"])
+    assert (cfg.data.vocab_size, cfg.model.net.embed_init) == (vocab_size, embed_init)
 
 
 @pytest.mark.parametrize("model", MODELS)
