@@ -13,7 +13,7 @@ def fit_network_to_data(net: torch.nn.Module, trainer: pl.Trainer | None, stage:
     """At the fit stage, `net.fit_to_data` on the datamodule's training split, on the device
     the network will train on; a resumed run skips it (its checkpoint restores them).
     Refuses, in one line, distinct-ids data for a network that reads order or counts."""
-    datamodule = getattr(trainer, "datamodule", None) if trainer is not None else None
+    datamodule = getattr(trainer, "datamodule", None)  # None without a trainer too
     if datamodule is None:
         return
     if datamodule.hparams.get("distinct") and not getattr(net, "reads_sets", False):
