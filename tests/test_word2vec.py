@@ -116,6 +116,7 @@ def test_training_run_starts_from_word2vec_and_caches_it(train_cfg, caplog):
         metrics = train(cfg)
     assert metrics["status"] == "completed"
     assert "word2vec:" in caplog.text and "(training reviews only)" in caplog.text
+    assert "cached after" in caplog.text
     assert not [r for r in caplog.records if r.name.startswith("gensim")]  # its progress lines stay out
     cached = list((Path(cfg.paths.data_dir) / "cache").glob("word2vec-*.npz"))
     assert len(cached) == 1
@@ -150,3 +151,15 @@ def test_a_resumed_run_takes_the_embedding_from_its_checkpoint(train_cfg, tmp_pa
     monkeypatch.setattr("lightning_sentiment.models.lstm_setup.word2vec_vectors", no_training)
     metrics = train(train_cfg([*settings, "trainer.max_epochs=2", f"ckpt_path={first['best_model_path']}"]))
     assert metrics["status"] == "completed" and [row["epoch"] for row in metrics["history"]] == [1, 2]
+
+
+def test_fast_dev_run_fits_word2vec_to_a_few_reviews_and_caches_nothing(train_cfg, caplog, monkeypatch):
+    # a pipeline check in seconds, not minutes of word2vec over every training review
+    from lightning_sentiment.models import data_fit
+
+    monkeypatch.setattr(data_fit, "FAST_DEV_REVIEWS", 20)
+    cfg = train_cfg(["model=lstm", "model.net.embed_init=word2vec", "debug=fdr"])
+    with caplog.at_level("INFO"):
+        assert train(cfg)["status"] == "completed"
+    assert "on 20 training reviews" in caplog.text and "not cached" in caplog.text
+    assert not list((Path(cfg.paths.data_dir) / "cache").glob("word2vec-*.npz"))

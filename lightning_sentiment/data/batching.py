@@ -31,6 +31,12 @@ class EncodedReviews(Dataset):
     def __len__(self) -> int:
         return len(self.indices)
 
+    def head(self, count: int) -> EncodedReviews:
+        """The first `count` reviews of this split (the same corpus arrays, fewer indices)."""
+        return EncodedReviews(
+            self.ids, self.offsets, self.labels, self.indices[:count], self.max_len, self.truncating
+        )
+
     def spans(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(starts, ends) in `ids` of the corpus reviews at `positions`, after truncation."""
         starts, ends = self.offsets[positions], self.offsets[positions + 1]

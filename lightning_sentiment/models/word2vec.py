@@ -55,8 +55,17 @@ def word2vec_vectors(
         cached = _read_cache(path, vocab_size, dim)
         if cached is not None:
             return cached
+    sentences = training_sentences(dataset)
+    # minutes of silence otherwise: say what runs, once per split and seed
+    log.info(
+        "word2vec: training %d-dimensional vectors on %d training reviews (one core: minutes on a "
+        "whole training split; %s)",
+        dim,
+        len(sentences),
+        "cached after" if path is not None else "not cached",
+    )
     start = time.perf_counter()
-    wv = _train_word2vec(training_sentences(dataset), dim, seed)
+    wv = _train_word2vec(sentences, dim, seed)
     vectors = np.zeros((vocab_size, dim), dtype=np.float32)
     seen = np.zeros(vocab_size, dtype=bool)
     ids = np.array([int(k) for k in wv.index_to_key])
