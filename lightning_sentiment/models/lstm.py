@@ -9,7 +9,7 @@ from torch import nn
 
 from lightning_sentiment.models.auxiliary import NextWordHead, read_segments
 from lightning_sentiment.models.directions import both_directions
-from lightning_sentiment.models.lstm_setup import check_lstm_settings, keras_init, word2vec_init
+from lightning_sentiment.models.lstm_setup import check_lstm_settings, dense_head, init_weights, word2vec_init
 from lightning_sentiment.models.pooling import Pooling
 from lightning_sentiment.models.pretrain import lm_pretrain
 from lightning_sentiment.models.recurrent import train_lstm
@@ -91,18 +91,10 @@ class LSTMClassifier(nn.Module):
         self.pool = Pooling(pooling, hidden_dim, 2 if bidirectional else 1)
         # reads each review's segment features (S -> (B, n, F)) in order
         self.review_lstm = nn.LSTM(self.pool.size, review_lstm, batch_first=True) if review_lstm else None
-        features, head = self.pool.size + review_lstm, []
-        if dense_dim:
-            head = [nn.Linear(features, dense_dim), nn.ReLU(), self.output_dropout]
-            features = dense_dim
-        self.head = nn.Sequential(*head, nn.Linear(features, 1))
+        self.head = dense_head(self.pool.size + review_lstm, dense_dim, self.output_dropout)
         self.next_word_head = NextWordHead(hidden_dim, vocab_size) if next_word else None
-        if init == "keras":
-            keras_init(self.embedding, [*self.forward_layers, *self.backward_layers], self.head, keras_bias)
-        if embed_init_range is not None:
-            nn.init.uniform_(self.embedding.weight, -embed_init_range, embed_init_range)
-        with torch.no_grad():
-            self.embedding.weight[0].zero_()
+        layers = [*self.forward_layers, *self.backward_layers]
+        init_weights(self.embedding, layers, self.head, init, keras_bias, embed_init_range)
 
     def _build_layers(self, embed_dim: int, hidden_dim: int, num_layers: int, keras_bias: bool) -> None:
         """One `nn.LSTM` per layer and direction: the backward ones read each sequence

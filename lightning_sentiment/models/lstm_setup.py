@@ -1,4 +1,4 @@
-"""`LSTMClassifier`'s settings check and its two non-default initialisations."""
+"""`LSTMClassifier`'s settings check, its head and its non-default initialisations."""
 
 from __future__ import annotations
 
@@ -60,6 +60,33 @@ def _check_auxiliary_settings(settings: dict) -> None:
         )
     if not 0.0 <= next_word <= 1.0:
         raise SettingError(f"model.net.next_word={next_word} must lie in [0, 1] (a share of steps)")
+
+
+def dense_head(features: int, dense_dim: int | None, dropout: nn.Dropout) -> nn.Sequential:
+    """Pooled features -> [Dense ReLU, dropout] -> one logit."""
+    head = []
+    if dense_dim:
+        head = [nn.Linear(features, dense_dim), nn.ReLU(), dropout]
+        features = dense_dim
+    return nn.Sequential(*head, nn.Linear(features, 1))
+
+
+def init_weights(
+    embedding: nn.Embedding,
+    layers: list[nn.LSTM],
+    head: nn.Sequential,
+    init: str,
+    keras_bias: bool,
+    embed_init_range: float | None,
+) -> None:
+    """Keras' initialisers (`init="keras"`), then a uniform embedding range if given;
+    the padding row zero either way."""
+    if init == "keras":
+        keras_init(embedding, layers, head, keras_bias)
+    if embed_init_range is not None:
+        nn.init.uniform_(embedding.weight, -embed_init_range, embed_init_range)
+    with torch.no_grad():
+        embedding.weight[0].zero_()
 
 
 def keras_init(embedding: nn.Embedding, layers: list[nn.LSTM], head: nn.Sequential, keras_bias: bool) -> None:
