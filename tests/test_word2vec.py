@@ -8,7 +8,7 @@ import torch
 
 from lightning_sentiment.data.batching import EncodedReviews
 from lightning_sentiment.errors import SettingError
-from lightning_sentiment.models import LSTMClassifier
+from lightning_sentiment.models import LSTMClassifier, data_fit
 from lightning_sentiment.models import word2vec as w2v
 from lightning_sentiment.pipeline import train
 from lightning_sentiment.predict import SentimentPredictor
@@ -155,8 +155,6 @@ def test_a_resumed_run_takes_the_embedding_from_its_checkpoint(train_cfg, tmp_pa
 
 def test_fast_dev_run_fits_word2vec_to_a_few_reviews_and_caches_nothing(train_cfg, caplog, monkeypatch):
     # a pipeline check in seconds, not minutes of word2vec over every training review
-    from lightning_sentiment.models import data_fit
-
     monkeypatch.setattr(data_fit, "FAST_DEV_REVIEWS", 20)
     cfg = train_cfg(["model=lstm", "model.net.embed_init=word2vec", "debug=fdr"])
     with caplog.at_level("INFO"):
