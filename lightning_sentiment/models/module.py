@@ -76,16 +76,19 @@ class SentimentClassifier(LeanLightningModule):
         build_optimization(
             self.hparams.optimizer, self.hparams.scheduler, [torch.nn.Parameter(torch.zeros(1))]
         )
-        # Validation and test: torchmetrics. Training: running sums on the device, because
-        # two torchmetrics updates cost ~1.4 ms a step, 15% of a small LSTM's CPU step.
+        self._init_metrics()
+        self._resume_changes: dict[str, dict] = {}  # optimizer/scheduler settings a resume changed
+        self.resuming = False  # set by train(cfg): the checkpoint brings the weights fitted to data
+
+    def _init_metrics(self) -> None:
+        """Validation and test: torchmetrics. Training: running sums on the device, because
+        two torchmetrics updates cost ~1.4 ms a step, 15% of a small LSTM's CPU step."""
         self.acc = torch.nn.ModuleDict({s: BinaryAccuracy(validate_args=False) for s in EVAL_SPLITS})
         self.mean_loss = torch.nn.ModuleDict({s: MeanMetric() for s in EVAL_SPLITS})
         self.val_acc_best = MaxMetric()
         self.history: dict[int, dict] = {}  # epoch -> metrics, for curves.png
         self._train_sums = TrainSums()
         self._epoch_start = time.perf_counter()
-        self._resume_changes: dict[str, dict] = {}  # optimizer/scheduler settings a resume changed
-        self.resuming = False  # set by train(cfg): the checkpoint brings the weights fitted to data
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.net(tokens)
