@@ -8,8 +8,8 @@ and thread; autograd would otherwise run both backward kernels one after the oth
 Same arithmetic, same results as calling the layers one after the other (tested).
 The worker thread gets half the calling thread's torch threads: two teams of all
 cores' OpenMP threads, spinning between kernels, made both directions several times
-slower (README, Performance). For a large LSTM (`bilstm`'s 512 units) one call on
-all cores is faster: leave it off there.
+slower (README, Performance). For a large LSTM (256 or 512 units, `bilstm`'s) one call
+on all cores is faster: leave it off there.
 """
 
 from __future__ import annotations
