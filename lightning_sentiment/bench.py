@@ -110,7 +110,7 @@ def bench_model(name: str, archive: str, data_dir: str, args) -> dict:
     batches = available if args.full_epoch else min(args.batches, available)
     reviews = batches * cfg.data.batch_size
     t = _paired_timings(cfg, datamodule, args, batches)
-    real, computed = count_steps(datamodule, args.warmup, batches)
+    real, computed = count_steps(cfg, datamodule, args.warmup, batches)
     light = statistics.median(t["light"])
     return {
         "epoch_s": round(light * TRAIN_REVIEWS / reviews, 2),

@@ -117,14 +117,35 @@ class PlainLoop:
         float(self.loss_sum), int(self.correct)  # the epoch's figures reach the host, as Lightning's do
 
 
-def count_steps(datamodule, warmup: int, batches: int) -> tuple[int, int]:
-    """Real (non-padding) and computed time steps of the timed batches: counted in a pass
-    of its own, so neither loop's timing includes the counting."""
+def count_steps(cfg, datamodule, warmup: int, batches: int) -> tuple[int, int]:
+    """Real (non-padding) and computed time steps of the timed batches, counted in a pass of
+    its own so neither loop's timing includes it. An LSTM's computed steps are the grid its
+    layers read, taken from a training-mode forward of the model: reading reviews in
+    segments (`chunk`) pads each review's last segment, and random offsets its first one
+    too, on top of the batch's own padding; `length_groups` reads most of that padding
+    no more. Other models: the batch's slots."""
+    net = instantiate(cfg.model, _recursive_=False).net.train()
+    layers = getattr(net, "_layers", None)  # LSTMClassifier: (h (S, T, E), lengths, groups) -> states
+    grids: list[int] = []
+    if layers is not None:
+
+        def read_grid(h: torch.Tensor, lengths: torch.Tensor, groups: list | None = None):
+            # every layer and direction reads S * T steps, or each length group's rows * steps
+            grid = groups or [(0, h.shape[0], h.shape[1])]
+            grids.append(sum((end - start) * steps for start, end, steps in grid))
+            return layers(h, lengths, groups)
+
+        net._layers = read_grid
     real = computed = 0
-    for i, batch in zip(range(warmup + batches), datamodule.train_dataloader(), strict=False):
-        if i >= warmup:
-            real += int((batch[0] != 0).sum())
-            computed += batch[0].numel()
+    with torch.no_grad():
+        for i, batch in zip(range(warmup + batches), datamodule.train_dataloader(), strict=False):
+            if i < warmup:
+                continue
+            tokens, grids[:] = batch[0], []
+            if layers is not None:
+                net(tokens)
+            real += int((tokens != 0).sum())
+            computed += sum(grids) // len(grids) if grids else tokens.numel()  # one reading's
     return real, computed
 
 

@@ -2,6 +2,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from lightning_sentiment import bench, bench_allocator, bench_loops
 from lightning_sentiment.data import corpus as corpus_module
@@ -78,6 +79,28 @@ def test_step_pairing_stops_when_the_loops_see_different_batches(tiny_archive, t
     monkeypatch.setattr(bench_loops.PlainLoop, "__init__", skip_one)
     with pytest.raises(RuntimeError, match="saw different batches at 3 steps"):
         bench_loops.interleaved_steps(cfg, datamodule, warmup=1, batches=2)
+
+
+def test_padding_share_counts_the_steps_the_lstm_computes_in_segments(tiny_archive, tmp_path):
+    """The default lstm reads 50-token segments: over the padded grid each review costs its
+    length rounded up to a multiple of 50 (an empty one, one segment), not the batch's (B, T).
+    Random offsets pad each first segment too, so they never cost fewer steps; length
+    groups (the default) never more than the grid."""
+
+    def steps(*overrides):
+        cfg, datamodule = _tiny_fit_cfg("lstm", tiny_archive, tmp_path, *overrides)
+        torch.manual_seed(0)  # the same segment offsets for each count
+        return bench_loops.count_steps(cfg, datamodule, warmup=0, batches=2), datamodule
+
+    (real, fixed), datamodule = steps("model.net.random_offsets=false", "model.net.length_groups=false")
+    batches = [batch[0] for batch, _ in zip(datamodule.train_dataloader(), range(2), strict=False)]
+    lengths = [int((row != 0).sum()) for tokens in batches for row in tokens]
+    assert real == sum(lengths)
+    assert fixed == sum(50 * max(1, -(-n // 50)) for n in lengths)
+    assert fixed != sum(tokens.numel() for tokens in batches)  # what the batch grid says
+    offsets = steps("model.net.length_groups=false")[0][1]
+    assert offsets >= fixed
+    assert real <= steps()[0][1] <= offsets
 
 
 def test_pairing_is_steps_by_default_on_cpu_and_runs_on_request(tiny_archive):

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from lightning_sentiment.models import LSTMClassifier, directions
-from lightning_sentiment.models import lstm as lstm_module
+from lightning_sentiment.models import reading as reading_module
 
 TOKENS = torch.tensor([[5, 3, 9, 2, 0, 0, 0], [7, 0, 0, 0, 0, 0, 0], [4, 4, 8, 1, 6, 2, 3]])
 
@@ -70,7 +70,7 @@ def test_dropouts_inside_the_lstm_fall_back_to_one_direction_at_a_time(monkeypat
         calls.append(fwd)
         return fwd(x)[0], bwd(x_reversed)[0]
 
-    monkeypatch.setattr(lstm_module, "both_directions", stub)
+    monkeypatch.setattr(reading_module, "both_directions", stub)
     torch.testing.assert_close(logits_and_grads(parallel.train())[0], logits_and_grads(plain.train())[0])
     assert calls == []
     parallel.eval()(TOKENS)  # no dropout in evaluation: the parallel path (here the stub)

@@ -8,15 +8,14 @@ import torch
 from torch import nn
 
 from lightning_sentiment.models.auxiliary import NextWordHead, read_segments
-from lightning_sentiment.models.directions import both_directions
 from lightning_sentiment.models.lstm_setup import check_lstm_settings, dense_head, init_weights, word2vec_init
 from lightning_sentiment.models.pooling import Pooling
 from lightning_sentiment.models.pretrain import lm_pretrain
-from lightning_sentiment.models.recurrent import train_lstm
+from lightning_sentiment.models.reading import LayerReading
 from lightning_sentiment.models.sequences import left_align, reverse_within, split_segments
 
 
-class LSTMClassifier(nn.Module):
+class LSTMClassifier(LayerReading, nn.Module):
     """A padding-invariant (bi)LSTM: the same review gives the same logit however padded.
 
     Padded steps are never read before real ones (the backward direction runs on
@@ -30,6 +29,8 @@ class LSTMClassifier(nn.Module):
     embedding zeroed in training. `recurrent_dropout` (Keras', a step at a time,
     `recurrent.py`) and `weight_dropout` (AWD-LSTM's, fused kernel kept).
     `parallel_directions`: a CPU bidirectional layer's two directions on two threads.
+    `length_groups`: on a CPU, the layers read rows in groups of similar length, each
+    group only as many steps as its longest row: padding left uncomputed, same states.
     `reversed_reading`: one direction also reads reviews backwards (a learned hint on
     each step), evaluation averages both. `next_word`: a next-token loss on that share
     of training steps, held in `aux_loss` for the module to add (`auxiliary.py`).
@@ -63,6 +64,7 @@ class LSTMClassifier(nn.Module):
         recurrent_dropout: float = 0.0,
         weight_dropout: float = 0.0,
         parallel_directions: bool = False,
+        length_groups: bool = False,
         reversed_reading: bool = False,
         next_word: float = 0.0,
         next_word_weight: float = 0.1,
@@ -76,7 +78,7 @@ class LSTMClassifier(nn.Module):
         self.chunk, self.word_dropout, self.shifted_eval = chunk, word_dropout, shifted_eval
         self.random_offsets, self.embed_init, self.lm_pretrain = random_offsets, embed_init, lm_pretrain
         self.recurrent_dropout, self.weight_dropout = recurrent_dropout, weight_dropout
-        self.parallel_directions = parallel_directions
+        self.parallel_directions, self.length_groups = parallel_directions, length_groups
         self.next_word, self.next_word_weight = next_word, next_word_weight
         self.aux_loss: torch.Tensor | None = None  # the last training forward's next-word term
         self.segment_loss = segment_loss
@@ -166,15 +168,14 @@ class LSTMClassifier(nn.Module):
         """Left-aligned tokens (B, T) -> pooled features (B, F); in segments with `chunk`,
         the first of `first` tokens. `backward` (B,) bool: the rows read backwards, whose
         steps get `backward_hint`."""
-        batch = tokens.shape[0]
+        batch, slots, n = tokens.shape[0], None, 0
         if self.chunk is not None:  # rows become segments: (S, chunk)
-            if first is None and self.training and self.random_offsets:
-                # one draw a batch, from the seeded CPU generator (no device sync)
-                first = int(torch.randint(1, self.chunk + 1, ()))
-            tokens, lengths, slots, n = split_segments(tokens, lengths, self.chunk, first)
-            if backward is not None:
-                backward = backward[slots // n]  # (S,): each segment its review's way
-        directions = self._layers(self._embed(tokens, backward), lengths)
+            tokens, lengths, slots, n, backward = self._segments(tokens, lengths, first, backward)
+        h = self._embed(tokens, backward)  # dropout drawn in the rows' order, grouped or not
+        order, groups = self._grouping(h, lengths)
+        if order is not None:  # longest first, each group a run of rows; all below follows
+            h, lengths, tokens, slots = (None if t is None else t[order] for t in (h, lengths, tokens, slots))
+        directions = self._layers(h, lengths, groups)
         if self.training and self.next_word_head is not None:
             loss = self.next_word_head.sampled_loss(
                 directions[0], tokens, lengths, self.next_word, self.dropout
@@ -186,7 +187,8 @@ class LSTMClassifier(nn.Module):
         if self.training and self.segment_loss:  # chunk is set: checked at init
             self.segment_logits = (self._logits(self.pool.features(parts)), slots // n)  # (S,), (S,)
         if self.chunk is None:
-            return self.pool.features(parts)  # (B, F)
+            features = self.pool.features(parts)  # (B, F)
+            return features if order is None else torch.empty_like(features).index_copy(0, order, features)
         merged = self.pool.merge(parts, lengths, slots, batch, n)  # (B, F)
         if self.review_lstm is None:
             return merged
@@ -194,6 +196,20 @@ class LSTMClassifier(nn.Module):
         return torch.cat(
             [merged, read_segments(self.review_lstm, segments, slots, batch, n)], dim=1
         )  # (B, F + R)
+
+    def _segments(
+        self, tokens: torch.Tensor, lengths: torch.Tensor, first: int | None, backward: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int, torch.Tensor | None]:
+        """Reviews (B, T) -> `split_segments`' (segments (S, chunk), lengths, slots, n), and
+        each segment's `backward` flag (S,); in training with `random_offsets`, the first
+        segment's size drawn for the batch."""
+        if first is None and self.training and self.random_offsets:
+            # one draw a batch, from the seeded CPU generator (no device sync)
+            first = int(torch.randint(1, self.chunk + 1, ()))
+        tokens, lengths, slots, n = split_segments(tokens, lengths, self.chunk, first)
+        if backward is not None:
+            backward = backward[slots // n]  # (S,): each segment its review's way
+        return tokens, lengths, slots, n, backward
 
     def _embed(self, tokens: torch.Tensor, backward: torch.Tensor | None) -> torch.Tensor:
         """Token ids (B, T) -> the first layer's input (B, T, E), with word dropout, the
@@ -205,40 +221,3 @@ class LSTMClassifier(nn.Module):
         if backward is not None:  # after word dropout, so every step of a row says its way
             h = h + backward[:, None, None].to(h.dtype) * self.backward_hint  # (B, T, E)
         return self.dropout(h)
-
-    def _layers(self, h: torch.Tensor, lengths: torch.Tensor) -> list[torch.Tensor]:
-        """The LSTM stack over h (B, T, E): the last layer's directions, (B, T, H) each,
-        the backward one reversed within each length."""
-        ones = h.new_ones(*h.shape[:2], 1) if self.keras_bias else None  # (B, T, 1)
-        last = len(self.forward_layers) - 1
-        for i, fwd in enumerate(self.forward_layers):
-            if ones is not None:
-                h = torch.cat([h, ones], dim=-1)
-            if self.bidirectional:
-                out, back = self._run_both(fwd, self.backward_layers[i], h, reverse_within(h, lengths))
-                directions = [out, back]  # back: reversed within each length
-            else:
-                directions = [self._run(fwd, h)]  # (B, T, H)
-            if i < last:  # the next layer reads the directions in step order: (B, T, H or 2H)
-                if self.bidirectional:
-                    directions = [directions[0], reverse_within(directions[1], lengths)]
-                    h = self.dropout(torch.cat(directions, dim=-1))
-                else:
-                    h = self.dropout(directions[0])
-        return directions
-
-    def _run(self, layer: nn.LSTM, x: torch.Tensor) -> torch.Tensor:
-        """One LSTM layer over x (B, T, I) -> (B, T, H), with its dropouts in training."""
-        if self.training:
-            return train_lstm(layer, x, self.recurrent_dropout, self.weight_dropout)
-        return layer(x)[0]
-
-    def _run_both(
-        self, fwd: nn.LSTM, bwd: nn.LSTM, x: torch.Tensor, x_reversed: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """A bidirectional layer's two directions, (B, T, H) each; on two CPU threads at
-        once with `parallel_directions` (their dropouts run the layers one by one)."""
-        dropouts = self.training and (self.recurrent_dropout > 0 or self.weight_dropout > 0)
-        if self.parallel_directions and x.device.type == "cpu" and not dropouts:
-            return both_directions(fwd, bwd, x, x_reversed)
-        return self._run(fwd, x), self._run(bwd, x_reversed)

@@ -1,0 +1,109 @@
+"""`length_groups`: the LSTM layers read rows in groups of similar length, each for its
+longest row's steps; the same logits and gradients as one call over the padded grid."""
+
+import itertools
+
+import pytest
+import torch
+
+from lightning_sentiment.models import LSTMClassifier
+from lightning_sentiment.models import reading as reading_module
+from lightning_sentiment.models.sequences import GROUP_COST, length_groups
+
+
+def cost(lengths, groups, per_call=GROUP_COST):
+    return sum(t * (end - start + per_call) for start, end, t in groups)
+
+
+def test_groups_cover_the_rows_in_order_each_read_for_its_longest_row():
+    lengths = [50] * 100 + [31] * 3 + [25] * 100 + [7, 3]
+    groups = length_groups(lengths)
+    assert groups[0][0] == 0 and groups[-1][1] == len(lengths)
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(groups))  # consecutive, no gap
+    assert all(t == lengths[start] for start, _, t in groups)
+    # 3 rows of 31 cost less read for 50 steps than in a call of their own; 7 and 3 join the 25s
+    assert groups == [(0, 103, 50), (103, 205, 25)]
+    assert length_groups([*lengths, 1])[-1] == (205, 206, 1)  # 1 * (1 + 16) < 25 steps more
+    assert cost(lengths, groups) < cost(lengths, [(0, len(lengths), 50)])
+    assert length_groups([50] * 10 + [25] * 10) == [(0, 20, 50)]  # a call costs more than 10 rows save
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_groups_are_the_cheapest_cut(seed):
+    """Against every cut of the distinct lengths into consecutive groups (brute force)."""
+    generator = torch.Generator().manual_seed(seed)
+    lengths = sorted(torch.randint(1, 9, (30,), generator=generator).tolist(), reverse=True)
+    bounds = [i for i in range(1, len(lengths)) if lengths[i] != lengths[i - 1]]
+    best = min(
+        cost(lengths, [(a, b, lengths[a]) for a, b in itertools.pairwise([0, *cut, len(lengths)])], 2.0)
+        for k in range(len(bounds) + 1)
+        for cut in itertools.combinations(bounds, k)
+    )
+    assert cost(lengths, length_groups(lengths, per_call=2.0), 2.0) == best
+
+
+def reviews(batch: int = 48, steps: int = 70) -> torch.Tensor:
+    """Post-padded reviews (B, T) of random lengths 1..T, ids 2..19."""
+    generator = torch.Generator().manual_seed(0)
+    lengths = torch.randint(1, steps + 1, (batch,), generator=generator)
+    tokens = torch.randint(2, 20, (batch, steps), generator=generator)
+    return tokens * (torch.arange(steps)[None, :] < lengths[:, None])
+
+
+def twin_nets(**kwargs) -> tuple[LSTMClassifier, LSTMClassifier]:
+    torch.manual_seed(0)
+    grid = LSTMClassifier(20, 8, 6, pooling="max_mean", chunk=10, **kwargs)
+    grouped = LSTMClassifier(20, 8, 6, pooling="max_mean", chunk=10, length_groups=True, **kwargs)
+    grouped.load_state_dict(grid.state_dict())
+    return grid, grouped
+
+
+def logits_and_grads(net: LSTMClassifier, tokens: torch.Tensor):
+    net.zero_grad()
+    torch.manual_seed(1)  # the same dropout masks and segment offsets for both nets
+    logits = net(tokens)
+    (logits * torch.linspace(-1, 1, len(tokens))).sum().backward()
+    return logits.detach(), {name: p.grad.clone() for name, p in net.named_parameters()}
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"dropout": 0.3},
+        {"dropout": 0.3, "bidirectional": True},
+        # between two layers dropout would fall on the rows in group order: the same
+        # distribution, other draws; without it, the same figures
+        {"bidirectional": True, "num_layers": 2, "keras_bias": True},
+    ],
+    ids=["lstm", "bilstm", "two-layer-bilstm"],
+)
+def test_grouped_reading_trains_and_evaluates_like_the_padded_grid(settings, monkeypatch):
+    tokens = reviews()
+    grid, grouped = twin_nets(word_dropout=0.2, random_offsets=True, shifted_eval=True, **settings)
+    calls = []
+    by_groups = reading_module.by_groups
+    monkeypatch.setattr(
+        reading_module, "by_groups", lambda run, x, g: calls.append(len(g)) or by_groups(run, x, g)
+    )
+    logits, grads = logits_and_grads(grouped.train(), tokens)
+    assert calls and max(calls) > 1  # rows were read in several groups
+    expected, expected_grads = logits_and_grads(grid.train(), tokens)
+    torch.testing.assert_close(logits, expected)
+    for name, grad in grads.items():
+        assert grad.abs().sum() > 0, name
+        torch.testing.assert_close(grad, expected_grads[name], msg=name)
+    calls.clear()
+    with torch.inference_mode():  # evaluation: two readings, both grouped
+        torch.testing.assert_close(grouped.eval()(tokens), grid.eval()(tokens))
+    assert len(calls) >= 2
+
+
+@pytest.mark.parametrize("dropout", ["weight_dropout", "recurrent_dropout"])
+def test_dropouts_inside_the_layers_keep_one_call_and_their_draws(dropout, monkeypatch):
+    """Weight drop draws one mask a batch, recurrent dropout one a row a call: reading in
+    groups would change their draws, so those layers keep one call over the grid."""
+    grid, grouped = twin_nets(**{dropout: 0.3})
+    monkeypatch.setattr(reading_module, "by_groups", lambda *args: pytest.fail(f"grouped under {dropout}"))
+    torch.testing.assert_close(
+        logits_and_grads(grouped.train(), reviews())[0], logits_and_grads(grid.train(), reviews())[0]
+    )
