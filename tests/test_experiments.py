@@ -39,11 +39,12 @@ def test_every_experiment_runs_a_fast_dev_run(train_cfg, name):
 
 
 @pytest.mark.parametrize("name", ["keras_bilstm_200", "keras_lstm_500", "keras_lstm_80"])
-def test_tutorial_lstms_start_from_a_random_embedding(train_cfg, name):
+def test_tutorial_lstms_start_from_a_random_embedding_and_read_the_whole_grid(train_cfg, name):
     # the tutorials train their embedding from scratch; the lstm default's word2vec and
     # pretraining would change what they reproduce (and add minutes of gensim)
     net = train_cfg([f"experiment={name}"]).model.net
     assert (net.embed_init, net.lm_pretrain, net.next_word, net.review_lstm) == (None, 0, 0.0, 0)
+    assert net.length_groups is False  # whole reviews in length-bucketed batches: the tutorial's path
 
 
 def test_experiment_settings(train_cfg):
