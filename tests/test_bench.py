@@ -85,7 +85,7 @@ def test_padding_share_counts_the_steps_the_lstm_computes_in_segments(tiny_archi
     """The default lstm reads 50-token segments: over the padded grid each review costs its
     length rounded up to a multiple of 50 (an empty one, one segment), not the batch's (B, T).
     Random offsets pad each first segment too, so they never cost fewer steps; length
-    groups (the default) never more than the grid."""
+    groups (opt-in) never more than the grid."""
 
     def steps(*overrides):
         cfg, datamodule = _tiny_fit_cfg("lstm", tiny_archive, tmp_path, *overrides)
@@ -100,7 +100,7 @@ def test_padding_share_counts_the_steps_the_lstm_computes_in_segments(tiny_archi
     assert fixed != sum(tokens.numel() for tokens in batches)  # what the batch grid says
     offsets = steps("model.net.length_groups=false")[0][1]
     assert offsets >= fixed
-    assert real <= steps()[0][1] <= offsets
+    assert real <= steps("model.net.length_groups=true")[0][1] <= offsets
 
 
 def test_pairing_is_steps_by_default_on_cpu_and_runs_on_request(tiny_archive):

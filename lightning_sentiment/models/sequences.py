@@ -1,5 +1,6 @@
 """Token and state tensors of reviews of different lengths: left-aligning padded rows,
-reversing rows within their lengths, cutting reviews into segments."""
+reversing rows within their lengths, cutting reviews into segments, reading rows in
+groups of similar length."""
 
 from __future__ import annotations
 
