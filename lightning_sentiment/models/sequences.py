@@ -101,8 +101,6 @@ def by_groups(run, x: torch.Tensor, groups: list[tuple[int, int, int]]) -> torch
     """run (rows, steps, I) -> (rows, steps, H) over each group's rows cut to its steps:
     x (S, T, I) -> (S, T, H), zeros past each group's steps (padding, never read)."""
     steps = x.shape[1]
-    if len(groups) == 1 and groups[0][2] == steps:
-        return run(x)
     # (end - start, t, H) each, padded back to (end - start, T, H)
     parts = [nn.functional.pad(run(x[start:end, :t]), (0, 0, 0, steps - t)) for start, end, t in groups]
     return torch.cat(parts)
