@@ -4,6 +4,8 @@ groups of similar length."""
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 from torch import nn
 
@@ -81,9 +83,10 @@ def length_groups(lengths: list[int], per_call: float = GROUP_COST) -> list[tupl
     The cut minimises the steps computed plus `per_call` rows' worth a group (exact, by
     dynamic programming over the distinct lengths: at most a segment's width of them).
     """
-    values = [v for i, v in enumerate(lengths) if i == 0 or v != lengths[i - 1]]  # distinct, longest first
-    ends = [i + 1 for i in range(len(lengths)) if i + 1 == len(lengths) or lengths[i + 1] != lengths[i]]
-    ends = [0, *ends]  # rows up to each distinct length: values[k] spans rows ends[k]:ends[k + 1]
+    runs = [(value, len(list(rows))) for value, rows in itertools.groupby(lengths)]  # longest first
+    values = [value for value, _ in runs]
+    # rows up to each distinct length: values[k] spans rows ends[k]:ends[k + 1]
+    ends = list(itertools.accumulate((count for _, count in runs), initial=0))
     best, cut = [0.0] + [float("inf")] * len(values), [0] * (len(values) + 1)
     for j in range(1, len(values) + 1):
         for i in range(j):  # the group of values[i:j], read for values[i] steps
