@@ -125,15 +125,14 @@ def count_steps(cfg, datamodule, warmup: int, batches: int) -> tuple[int, int]:
     too, on top of the batch's own padding; `length_groups` reads most of that padding
     no more. Other models: the batch's slots."""
     net = instantiate(cfg.model, _recursive_=False).net.train()
-    layers = getattr(net, "_layers", None)  # LSTMClassifier: (h (S, T, E), lengths, groups) -> states
+    layers = getattr(net, "_layers", None)  # LSTMClassifier: (h (S, T, E), lengths) -> states
     grids: list[int] = []
     if layers is not None:
 
-        def read_grid(h: torch.Tensor, lengths: torch.Tensor, groups: list | None = None):
-            # every layer and direction reads S * T steps, or each length group's rows * steps
-            grid = groups or [(0, h.shape[0], h.shape[1])]
-            grids.append(sum((end - start) * steps for start, end, steps in grid))
-            return layers(h, lengths, groups)
+        def read_grid(h: torch.Tensor, lengths: torch.Tensor):
+            # every layer and direction reads S * T steps; in length groups, a call a group
+            grids.append(h.shape[0] * h.shape[1])
+            return layers(h, lengths)
 
         net._layers = read_grid
     real = computed = 0
@@ -145,7 +144,7 @@ def count_steps(cfg, datamodule, warmup: int, batches: int) -> tuple[int, int]:
             if layers is not None:
                 net(tokens)
             real += int((tokens != 0).sum())
-            computed += sum(grids) // len(grids) if grids else tokens.numel()  # one reading's
+            computed += sum(grids) if grids else tokens.numel()  # training: one reading
     return real, computed
 
 

@@ -85,7 +85,7 @@ def test_padding_share_counts_the_steps_the_lstm_computes_in_segments(tiny_archi
     """The default lstm reads 50-token segments: over the padded grid each review costs its
     length rounded up to a multiple of 50 (an empty one, one segment), not the batch's (B, T).
     Random offsets pad each first segment too, so they never cost fewer steps; length
-    groups (opt-in) never more than the grid."""
+    groups (the default since session 44) never more than the grid."""
 
     def steps(*overrides):
         cfg, datamodule = _tiny_fit_cfg("lstm", tiny_archive, tmp_path, *overrides)

@@ -8,7 +8,7 @@ import torch
 
 from lightning_sentiment.models import LSTMClassifier
 from lightning_sentiment.models import reading as reading_module
-from lightning_sentiment.models.sequences import GROUP_COST, length_groups
+from lightning_sentiment.models.sequences import GROUP_COST, group_rows, length_groups
 
 
 def cost(lengths, groups, per_call=GROUP_COST):
@@ -63,7 +63,8 @@ def logits_and_grads(net: LSTMClassifier, tokens: torch.Tensor):
     net.zero_grad()
     torch.manual_seed(1)  # the same dropout masks and segment offsets for both nets
     logits = net(tokens)
-    (logits * torch.linspace(-1, 1, len(tokens))).sum().backward()
+    loss = (logits * torch.linspace(-1, 1, len(tokens))).sum()
+    (loss if net.aux_loss is None else loss + net.aux_loss).backward()  # the next-word head's too
     return logits.detach(), {name: p.grad.clone() for name, p in net.named_parameters()}
 
 
@@ -91,9 +92,9 @@ def test_grouped_reading_trains_and_evaluates_like_the_padded_grid(settings, mon
     settings = {"word_dropout": 0.2, "random_offsets": True, "shifted_eval": True, **settings}
     grid, grouped = twin_nets(**settings)
     calls = []
-    by_groups = reading_module.by_groups
+    group_rows = reading_module.group_rows
     monkeypatch.setattr(
-        reading_module, "by_groups", lambda run, x, g: calls.append(len(g)) or by_groups(run, x, g)
+        reading_module, "group_rows", lambda h, order, g: calls.append(len(g)) or group_rows(h, order, g)
     )
     logits, grads = logits_and_grads(grouped.train(), tokens)
     assert calls and max(calls) > 1  # rows were read in several groups
@@ -108,12 +109,35 @@ def test_grouped_reading_trains_and_evaluates_like_the_padded_grid(settings, mon
     assert len(calls) >= 1 + grouped.shifted_eval
 
 
-@pytest.mark.parametrize("dropout", ["weight_dropout", "recurrent_dropout"])
-def test_dropouts_inside_the_layers_keep_one_call_and_their_draws(dropout, monkeypatch):
-    """Weight drop draws one mask a batch, recurrent dropout one a row a call: reading in
-    groups would change their draws, so those layers keep one call over the grid."""
+@pytest.mark.parametrize("dropout", ["weight_dropout", "recurrent_dropout", "next_word"])
+def test_draws_over_the_states_keep_one_call_and_their_draws(dropout, monkeypatch):
+    """Weight drop draws one mask a batch, recurrent dropout one a row a call, the next-word
+    loss its steps over the (S, T) grid: reading in groups would change their draws, so
+    those nets keep one call over the grid in training."""
     grid, grouped = twin_nets(**{dropout: 0.3})
-    monkeypatch.setattr(reading_module, "by_groups", lambda *args: pytest.fail(f"grouped under {dropout}"))
-    torch.testing.assert_close(
-        logits_and_grads(grouped.train(), reviews())[0], logits_and_grads(grid.train(), reviews())[0]
+    monkeypatch.setattr(reading_module, "group_rows", lambda *args: pytest.fail(f"grouped under {dropout}"))
+    logits, grads = logits_and_grads(grouped.train(), reviews())
+    expected, expected_grads = logits_and_grads(grid.train(), reviews())
+    torch.testing.assert_close(logits, expected)
+    torch.testing.assert_close(grads, expected_grads)
+    if grouped.aux_loss is not None:
+        torch.testing.assert_close(grouped.aux_loss, grid.aux_loss)
+
+
+def test_grouped_rows_carry_their_gradient_back_to_each_row_and_step():
+    """`group_rows`' own backward: the gradient autograd's indexing and slicing give."""
+    generator = torch.Generator().manual_seed(3)
+    h = torch.randn(7, 5, 3, generator=generator, requires_grad=True)
+    order = torch.tensor([4, 0, 6, 2, 1, 5, 3])
+    groups = [(0, 2, 5), (2, 5, 3), (5, 7, 1)]
+    weights = [torch.randn(end - start, t, 3, generator=generator) for start, end, t in groups]
+    parts = group_rows(h, order, groups)
+    for part, (start, end, t) in zip(parts, groups, strict=True):
+        torch.testing.assert_close(part, h[order[start:end], :t])
+        assert part.is_contiguous()
+    (grad,) = torch.autograd.grad(sum((p * w).sum() for p, w in zip(parts, weights, strict=True)), h)
+    (expected,) = torch.autograd.grad(
+        sum((h[order[s:e], :t] * w).sum() for (s, e, t), w in zip(groups, weights, strict=True)), h
     )
+    torch.testing.assert_close(grad, expected)
+    assert grad[order[5:], 1:].abs().sum() == 0  # steps past a group's are padding: no gradient

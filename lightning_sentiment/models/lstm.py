@@ -30,7 +30,8 @@ class LSTMClassifier(LayerReading, nn.Module):
     `recurrent.py`) and `weight_dropout` (AWD-LSTM's, fused kernel kept).
     `parallel_directions`: a CPU bidirectional layer's two directions on two threads.
     `length_groups`: on a CPU, the layers read rows in groups of similar length, each
-    group only as many steps as its longest row: padding left uncomputed, same states.
+    group only as many steps as its longest row and pooled on its own: padding left
+    uncomputed, the same states.
     `reversed_reading`: one direction also reads reviews backwards (a learned hint on
     each step), evaluation averages both. `next_word`: a next-token loss on that share
     of training steps, held in `aux_loss` for the module to add (`auxiliary.py`).
@@ -173,17 +174,19 @@ class LSTMClassifier(LayerReading, nn.Module):
             tokens, lengths, slots, n, backward = self._segments(tokens, lengths, first, backward)
         h = self._embed(tokens, backward)  # dropout drawn in the rows' order, grouped or not
         order, groups = self._grouping(h, lengths)
-        if order is not None:  # longest first, each group a run of rows; all below follows
-            h, lengths, tokens, slots = (None if t is None else t[order] for t in (h, lengths, tokens, slots))
-        directions = self._layers(h, lengths, groups)
-        if self.training and self.next_word_head is not None:
-            loss = self.next_word_head.sampled_loss(
-                directions[0], tokens, lengths, self.next_word, self.dropout
-            )
-            self.aux_loss = self.next_word_weight * loss
-        # The last layer's directions pool apart: pooling reads either direction's
-        # states in any order, so the backward states are never turned around.
-        parts = self.pool(directions, lengths)  # a kind's (B, ...), or (S, ...) a segment
+        if order is not None:  # longest first, each group read and pooled apart; all below follows
+            lengths, slots = lengths[order], None if slots is None else slots[order]
+            parts = self._grouped_parts(h, lengths, order, groups)  # a kind's (B, ...) or (S, ...)
+        else:
+            directions = self._layers(h, lengths)
+            if self.training and self.next_word_head is not None:
+                loss = self.next_word_head.sampled_loss(
+                    directions[0], tokens, lengths, self.next_word, self.dropout
+                )
+                self.aux_loss = self.next_word_weight * loss
+            # The last layer's directions pool apart: pooling reads either direction's
+            # states in any order, so the backward states are never turned around.
+            parts = self.pool(directions, lengths)  # a kind's (B, ...), or (S, ...) a segment
         if self.training and self.segment_loss:  # chunk is set: checked at init
             self.segment_logits = (self._logits(self.pool.features(parts)), slots // n)  # (S,), (S,)
         if self.chunk is None:

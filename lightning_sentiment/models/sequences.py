@@ -100,10 +100,30 @@ def length_groups(lengths: list[int], per_call: float = GROUP_COST) -> list[tupl
     return groups[::-1]
 
 
-def by_groups(run, x: torch.Tensor, groups: list[tuple[int, int, int]]) -> torch.Tensor:
-    """run (rows, steps, I) -> (rows, steps, H) over each group's rows cut to its steps:
-    x (S, T, I) -> (S, T, H), zeros past each group's steps (padding, never read)."""
-    steps = x.shape[1]
-    # (end - start, t, H) each, padded back to (end - start, T, H)
-    parts = [nn.functional.pad(run(x[start:end, :t]), (0, 0, 0, steps - t)) for start, end, t in groups]
-    return torch.cat(parts)
+class _GroupRows(torch.autograd.Function):
+    """`group_rows` with a backward that writes every group's gradient into one zeroed
+    (S, T, E) tensor: slicing and sorting h with autograd's own ops allocated a full-size
+    gradient per group and per gather, each faulted in fresh (16 MB mmap threshold,
+    `memory.py`), and lost the steps saved on a long batch (session 44)."""
+
+    @staticmethod
+    def forward(ctx, h, order, groups):
+        ctx.save_for_backward(order)
+        ctx.groups, ctx.shape = groups, h.shape
+        # each (n, t, E), contiguous: what the LSTM call reads, and nothing more is copied
+        return tuple(h[:, :t].index_select(0, order[start:end]) for start, end, t in groups)
+
+    @staticmethod
+    def backward(ctx, *grads):
+        (order,) = ctx.saved_tensors
+        grad = grads[0].new_zeros(ctx.shape)  # (S, T, E): padding steps past a group's get none
+        for (start, end, t), part in zip(ctx.groups, grads, strict=True):
+            if part is not None:
+                grad[:, :t].index_copy_(0, order[start:end], part)
+        return grad, None, None
+
+
+def group_rows(h: torch.Tensor, order: torch.Tensor, groups: list[tuple[int, int, int]]) -> tuple:
+    """h (S, T, E) -> each group's rows (its `start:end` of `order`, the rows sorted by
+    length) cut to its `steps`: (end - start, steps, E) each, contiguous."""
+    return _GroupRows.apply(h, order, groups)
