@@ -72,7 +72,8 @@ def split_segments(
 
 # What one more LSTM call costs, in segments' worth of steps: a group of n rows of t steps
 # is priced t * (n + GROUP_COST). Of 4, 16 and 64, 16 trained the default lstm's steps
-# fastest (0.88 of one call over the whole grid; 4 and 64: 0.94, 0.95; session 43).
+# fastest (0.88 of one call over the whole grid; 4 and 64: 0.94, 0.95; session 43). Rechecked
+# on session 44's `group_rows`: 8 won one run (0.93x of 16) and lost its confirmation (1.06x).
 GROUP_COST = 16.0
 
 
@@ -117,9 +118,9 @@ class _GroupRows(torch.autograd.Function):
     def backward(ctx, *grads):
         (order,) = ctx.saved_tensors
         grad = grads[0].new_zeros(ctx.shape)  # (S, T, E): padding steps past a group's get none
+        # autograd hands every output a gradient (zeros where unused): none is None
         for (start, end, t), part in zip(ctx.groups, grads, strict=True):
-            if part is not None:
-                grad[:, :t].index_copy_(0, order[start:end], part)
+            grad[:, :t].index_copy_(0, order[start:end], part)
         return grad, None, None
 
 
