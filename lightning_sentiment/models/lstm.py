@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from lightning_sentiment.models.auxiliary import NextWordHead, read_segments
+from lightning_sentiment.models.dropout import Dropout
 from lightning_sentiment.models.lstm_setup import check_lstm_settings, dense_head, init_weights, word2vec_init
 from lightning_sentiment.models.pooling import Pooling
 from lightning_sentiment.models.pretrain import lm_pretrain
@@ -89,8 +90,8 @@ class LSTMClassifier(LayerReading, nn.Module):
         # added to each input step of a backward reading; zero at first: no hint yet
         self.backward_hint = nn.Parameter(torch.zeros(embed_dim)) if reversed_reading else None
         self._build_layers(embed_dim, hidden_dim, num_layers, keras_bias)
-        self.dropout = nn.Dropout(dropout)  # on the embeddings and between LSTM layers
-        self.output_dropout = nn.Dropout(dropout if output_dropout is None else output_dropout)
+        self.dropout = Dropout(dropout)  # on the embeddings and between LSTM layers
+        self.output_dropout = Dropout(dropout if output_dropout is None else output_dropout)
         self.pool = Pooling(pooling, hidden_dim, 2 if bidirectional else 1)
         # reads each review's segment features (S -> (B, n, F)) in order
         self.review_lstm = nn.LSTM(self.pool.size, review_lstm, batch_first=True) if review_lstm else None
