@@ -22,6 +22,29 @@ def test_left_align_and_reverse_within():
     assert full.grad[:, :, 0].tolist() == [[3, 2, 1, 0]]
 
 
+def test_reverse_within_keeps_steps_first_memory():
+    """Rows handed over as a view of (T, B, D) memory (`group_rows`) come back reversed in
+    the same layout, with the same values and gradient as from batch-first memory."""
+    lengths = torch.tensor([4, 2, 3])
+    steps_first = torch.randn(4, 3, 2, requires_grad=True)  # (T, B, D)
+    x = steps_first.transpose(0, 1)  # (B, T, D), not contiguous
+    rev = reverse_within(x, lengths)
+    assert rev.transpose(0, 1).is_contiguous()
+    dense = x.detach().contiguous().requires_grad_()
+    expected = reverse_within(dense, lengths)
+    assert torch.equal(rev, expected)
+    assert rev[1, :, 0].tolist() == [
+        x[1, 1, 0].item(),
+        x[1, 0, 0].item(),
+        x[1, 2, 0].item(),
+        x[1, 3, 0].item(),
+    ]
+    weights = torch.randn(3, 4, 2)
+    (rev * weights).sum().backward()
+    (expected * weights).sum().backward()
+    assert torch.equal(steps_first.grad.transpose(0, 1), dense.grad)
+
+
 @pytest.mark.parametrize("bidirectional", [False, True])
 @pytest.mark.parametrize("pooling", ["last", "max", "mean", "max_mean", "max_mean_attn"])
 @pytest.mark.parametrize("keras_bias", [False, True])

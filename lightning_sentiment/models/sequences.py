@@ -33,10 +33,16 @@ def reverse_within(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         return x.flip(1)
     t = torch.arange(steps, device=x.device)  # (T,)
     idx = lengths[:, None] - 1 - t  # (B, T)
-    idx = torch.where(idx >= 0, idx, t) + torch.arange(batch, device=x.device)[:, None] * steps
+    idx = torch.where(idx >= 0, idx, t)  # (B, T): the step each step reads
+    rows = torch.arange(batch, device=x.device)
     # whole rows of D by index_select (backward: index_add) beat gather's per-element
     # index (2x on CPU at D 32)
-    return x.reshape(batch * steps, -1).index_select(0, idx.view(-1)).view_as(x)
+    if not x.is_contiguous() and x.transpose(0, 1).is_contiguous():  # steps-first memory: kept
+        flat = idx.t() * batch + rows  # (T, B): row b's step s sits at s * B + b
+        out = x.transpose(0, 1).reshape(steps * batch, -1).index_select(0, flat.reshape(-1))
+        return out.view(steps, batch, *x.shape[2:]).transpose(0, 1)
+    flat = idx + rows[:, None] * steps  # (B, T)
+    return x.reshape(batch * steps, -1).index_select(0, flat.view(-1)).view_as(x)
 
 
 def split_segments(
@@ -111,8 +117,12 @@ class _GroupRows(torch.autograd.Function):
     def forward(ctx, h, order, groups):
         ctx.save_for_backward(order)
         ctx.groups, ctx.shape = groups, h.shape
-        # each (n, t, E), contiguous: what the LSTM call reads, and nothing more is copied
-        return tuple(h[:, :t].index_select(0, order[start:end]) for start, end, t in groups)
+        # each (n, t, E), a view of (t, n, E) memory: a batch-first LSTM call transposes
+        # its input to steps first and copies it unless it is already laid out so
+        steps_first = h.transpose(0, 1)  # (T, S, E)
+        return tuple(
+            steps_first[:t].index_select(1, order[start:end]).transpose(0, 1) for start, end, t in groups
+        )
 
     @staticmethod
     def backward(ctx, *grads):
