@@ -111,30 +111,37 @@ class _GroupRows(torch.autograd.Function):
     """`group_rows` with a backward that writes every group's gradient into one zeroed
     (S, T, E) tensor: slicing and sorting h with autograd's own ops allocated a full-size
     gradient per group and per gather, each faulted in fresh (16 MB mmap threshold,
-    `memory.py`), and lost the steps saved on a long batch (session 44)."""
+    `memory.py`), and lost the steps saved on a long batch (session 44).
+    Each group is gathered steps first, (t, n, E), by one `index_select` over h's rows
+    (S * T, E): a batch-first LSTM call transposes its input to steps first and copies it
+    unless it is laid out so already, and `index_select` along any other dimension, or
+    of a transposed view, copies the whole of h first (session 46)."""
 
     @staticmethod
     def forward(ctx, h, order, groups):
-        ctx.save_for_backward(order)
+        batch, steps = h.shape[:2]
+        flat = h.reshape(batch * steps, -1)  # (S * T, E): row s's step j at s * T + j
+        # (t, n) each: group row i's step j at order[start + i] * T + j
+        ctx.index = [
+            torch.arange(t, device=h.device)[:, None] + order[start:end] * steps for start, end, t in groups
+        ]
         ctx.groups, ctx.shape = groups, h.shape
-        # each (n, t, E), a view of (t, n, E) memory: a batch-first LSTM call transposes
-        # its input to steps first and copies it unless it is already laid out so
-        steps_first = h.transpose(0, 1)  # (T, S, E)
         return tuple(
-            steps_first[:t].index_select(1, order[start:end]).transpose(0, 1) for start, end, t in groups
+            flat.index_select(0, idx.view(-1)).view(*idx.shape, -1).transpose(0, 1)  # (n, t, E)
+            for idx in ctx.index
         )
 
     @staticmethod
     def backward(ctx, *grads):
-        (order,) = ctx.saved_tensors
-        grad = grads[0].new_zeros(ctx.shape)  # (S, T, E): padding steps past a group's get none
+        batch, steps = ctx.shape[:2]
+        grad = grads[0].new_zeros(batch * steps, *ctx.shape[2:])  # padding steps past a group's get none
         # autograd hands every output a gradient (zeros where unused): none is None
-        for (start, end, t), part in zip(ctx.groups, grads, strict=True):
-            grad[:, :t].index_copy_(0, order[start:end], part)
-        return grad, None, None
+        for idx, part in zip(ctx.index, grads, strict=True):
+            grad.index_copy_(0, idx.view(-1), part.transpose(0, 1).reshape(idx.numel(), -1))  # (t * n, E)
+        return grad.view(ctx.shape), None, None
 
 
 def group_rows(h: torch.Tensor, order: torch.Tensor, groups: list[tuple[int, int, int]]) -> tuple:
     """h (S, T, E) -> each group's rows (its `start:end` of `order`, the rows sorted by
-    length) cut to its `steps`: (end - start, steps, E) each, contiguous."""
+    length) cut to its `steps`: (end - start, steps, E) each, views of steps-first memory."""
     return _GroupRows.apply(h, order, groups)
