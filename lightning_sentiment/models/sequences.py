@@ -125,7 +125,7 @@ class _GroupRows(torch.autograd.Function):
         ctx.index = [
             torch.arange(t, device=h.device)[:, None] + order[start:end] * steps for start, end, t in groups
         ]
-        ctx.groups, ctx.shape = groups, h.shape
+        ctx.shape = h.shape
         return tuple(
             flat.index_select(0, idx.view(-1)).view(*idx.shape, -1).transpose(0, 1)  # (n, t, E)
             for idx in ctx.index
