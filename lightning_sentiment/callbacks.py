@@ -7,11 +7,13 @@ import shutil
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
 from pytorch_lightning.callbacks import EarlyStopping as _LightningEarlyStopping
 from pytorch_lightning.callbacks import ModelCheckpoint as _LightningModelCheckpoint
 
 from lightning_sentiment.atomic import atomic_path
 from lightning_sentiment.errors import check_count
+from lightning_sentiment.memory import resident_bytes, trim_heap
 
 
 class _CachedStateKey:
@@ -93,3 +95,63 @@ class ModelCheckpoint(_CachedStateKey, _LightningModelCheckpoint):
     ) -> None:
         if self._every_n_train_steps >= 1 or self._train_time_interval is not None:
             super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+
+class HeapTrim(_CachedStateKey, pl.Callback):
+    """Hands glibc's free heap pages back to the system before a long CPU batch.
+
+    A short batch's activations are all under the mmap threshold (`memory.py`), so they
+    come from the heap, which keeps their pages when they are freed (~700 MB after a
+    few dozen `bilstm` steps, nearly all free). A long batch's big activations are mapped
+    apart, on top of those kept pages: they set the run's peak. So before each batch of
+    at least `share` of the largest one so far (its token tensor's size; each stage
+    apart), if the process has grown by `min_release_mb` since the last trim, the free
+    pages go back (`memory.trim_heap`). Steps after a trim fault their heap in again,
+    which only long batches pay, and only when the heap has grown: a model whose
+    batches are all alike trims once.
+    """
+
+    def __init__(self, share: float = 0.5, min_release_mb: float = 256) -> None:
+        if not 0 <= share <= 1:
+            raise ValueError(f"callbacks.heap_trim.share must be in [0, 1], got {share}")
+        self.share, self.min_release = share, min_release_mb * 2**20
+        self._largest: dict[str, int] = {}
+        self._after_trim = 0  # resident bytes right after the last trim
+        self.trims = 0
+
+    def _before(self, stage: str, batch: Any) -> None:
+        tokens = batch[0] if isinstance(batch, (list, tuple)) else batch
+        if not isinstance(tokens, torch.Tensor) or tokens.device.type != "cpu":
+            return  # a GPU's activations are not in this heap
+        size = tokens.numel()
+        largest = self._largest[stage] = max(self._largest.get(stage, 0), size)
+        if size < self.share * largest or resident_bytes() - self._after_trim < self.min_release:
+            return
+        if trim_heap():
+            self.trims += 1
+            self._after_trim = resident_bytes()
+
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        self._before("train", batch)
+
+    def on_validation_batch_start(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        self._before("validate", batch)
+
+    def on_test_batch_start(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        self._before("test", batch)

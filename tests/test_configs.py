@@ -84,7 +84,7 @@ def test_callbacks_and_loggers_instantiate(train_cfg, callbacks, logger):
             "val/acc",
         ]
     expected = {
-        "default": {"ModelCheckpoint", "EarlyStopping", "TQDMProgressBar"}
+        "default": {"ModelCheckpoint", "EarlyStopping", "TQDMProgressBar", "HeapTrim"}
         | ({"LearningRateMonitor"} if loggers else set()),
         "early_stopping": {"EarlyStopping"},
         "model_checkpoint": {"ModelCheckpoint"},

@@ -4,8 +4,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
-from lightning_sentiment import memory
+from lightning_sentiment import callbacks, memory
 
 
 @pytest.fixture
@@ -84,3 +85,88 @@ def test_train_py_configures_before_torch_is_imported():
         cwd=Path(__file__).resolve().parents[1],
     )
     assert "THP at torch import: 1" in out.stdout
+
+
+# 40 blocks of 8 MB, under the 16 MB mmap threshold: from the heap, written, freed. glibc
+# keeps their pages; trim_heap hands them back. Prints resident MB before and after.
+TRIM = (
+    "import ctypes\n"
+    "from lightning_sentiment.memory import configure_cpu_memory, resident_bytes, trim_heap\n"
+    "configure_cpu_memory()\n"
+    "libc = ctypes.CDLL(None)\n"
+    "libc.malloc.restype = ctypes.c_void_p\n"
+    "libc.malloc.argtypes = [ctypes.c_size_t]\n"
+    "libc.free.argtypes = [ctypes.c_void_p]\n"
+    "pin = []\n"
+    "blocks = []\n"
+    "for _ in range(40):\n"
+    "    blocks.append(libc.malloc(8 << 20))\n"
+    "    ctypes.memset(blocks[-1], 1, 8 << 20)\n"
+    "    pin.append(libc.malloc(1 << 20))  # a live block above each: no free top to shrink\n"
+    "for block in blocks:\n"
+    "    libc.free(block)\n"
+    "before = resident_bytes()\n"
+    "print(before >> 20, trim_heap(), resident_bytes() >> 20)\n"
+)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc_trim")
+def test_trim_heap_releases_freed_pages_inside_the_heap():
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    out = subprocess.run([sys.executable, "-c", TRIM], capture_output=True, text=True, env=env, check=True)
+    before, trimmed, after = out.stdout.split()
+    assert trimmed == "True"
+    assert int(before) - int(after) > 250  # of the 320 MB freed
+
+
+class _Clock:
+    """Resident bytes as the test sets them; counts trims."""
+
+    def __init__(self, monkeypatch):
+        self.resident, self.trims = 0, 0
+        monkeypatch.setattr(callbacks, "resident_bytes", lambda: self.resident)
+        monkeypatch.setattr(callbacks, "trim_heap", self.trim)
+
+    def trim(self):
+        self.trims += 1
+        self.resident = 300 << 20  # what a trim leaves
+        return True
+
+
+def test_heap_trim_before_long_batches_only_when_the_heap_grew(monkeypatch):
+    clock = _Clock(monkeypatch)
+    cb = callbacks.HeapTrim(share=0.5, min_release_mb=256)
+    batch = lambda rows, steps: (torch.ones(rows, steps, dtype=torch.long), torch.zeros(rows))  # noqa: E731
+    clock.resident = 1000 << 20
+    cb.on_train_batch_start(None, None, batch(64, 100), 0)  # the largest so far: long
+    assert clock.trims == 1
+    clock.resident = 1200 << 20
+    cb.on_train_batch_start(None, None, batch(64, 40), 1)  # short: under half of 6,400 ids
+    cb.on_train_batch_start(None, None, batch(64, 60), 2)  # long, but grew 900 MB since: trims
+    assert clock.trims == 2
+    clock.resident = 500 << 20  # grew 200 MB since the trim: under 256, kept
+    cb.on_train_batch_start(None, None, batch(64, 100), 3)
+    assert clock.trims == 2
+    clock.resident = 800 << 20
+    cb.on_train_batch_start(None, None, batch(64, 50), 4)  # exactly half of the largest: long
+    assert clock.trims == 3
+    # each stage has its own largest batch: a 256-row evaluation batch does not make
+    # every training batch short
+    clock.resident = 2000 << 20
+    cb.on_validation_batch_start(None, None, batch(256, 100), 0)
+    assert clock.trims == 4
+    clock.resident = 2000 << 20
+    cb.on_train_batch_start(None, None, batch(64, 100), 5)
+    assert clock.trims == 5
+    assert cb.trims == 5
+
+
+def test_heap_trim_leaves_other_devices_and_bad_shares(monkeypatch):
+    clock = _Clock(monkeypatch)
+    clock.resident = 4000 << 20
+    cb = callbacks.HeapTrim()
+    meta = torch.ones(64, 100, dtype=torch.long, device="meta")  # not the CPU heap
+    cb.on_test_batch_start(None, None, (meta, meta), 0)
+    assert clock.trims == 0
+    with pytest.raises(ValueError, match="share must be in"):
+        callbacks.HeapTrim(share=1.5)
